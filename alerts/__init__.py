@@ -6,5 +6,12 @@ from alerts.base import Notifier, NotifierOptions
 from alerts.wire import Alert, AlertItem, AlertMatch, AlertRule
 from daemon.errors import NotifyError
 
-__all__ = ["Alert", "AlertItem", "AlertMatch", "AlertRule", "Notifier", "NotifierOptions",
-           "NotifyError"]
+__all__ = [
+    "Alert",
+    "AlertItem",
+    "AlertMatch",
+    "AlertRule",
+    "Notifier",
+    "NotifierOptions",
+    "NotifyError",
+]

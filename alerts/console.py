@@ -37,8 +37,11 @@ class ConsoleNotifier(Notifier):
         if self.opts.format == "json":
             return json.dumps(alert.console_dict(), ensure_ascii=False)
         terms = sorted({m.term for m in alert.matches})
-        when = alert.item.published.strftime("%Y-%m-%d %H:%M UTC") if alert.item.published \
+        when = (
+            alert.item.published.strftime("%Y-%m-%d %H:%M UTC")
+            if alert.item.published
             else "undated"
+        )
         kind = "" if alert.kind == "new" else f" {alert.kind}"
         return _one_line(
             f"[{alert.rule.severity.upper()}]{kind} {alert.rule.id}: {alert.item.title}"

