@@ -1,0 +1,149 @@
+"""Alerts as an email message: pure functions, no I/O (the ``email`` notifier sends the result).
+
+:func:`build_message` takes a sequence of alerts so a later digest can reuse it; the notifier
+passes one. Feed text is escaped for HTML (``html.escape(quote=True)``), links are emitted only
+for http(s) URLs, and the Subject is built with :func:`alerts.escape.header_text` (no control
+characters, RFC 2047 encoded-words defused — CVE-2024-6923).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+from alerts.escape import (
+    find_spans,
+    header_text,
+    highlight_needles,
+    html_text,
+    one_line,
+    render_spans,
+    safe_link,
+    truncate,
+)
+from alerts.wire import Alert, severity_rank
+
+SUBJECT_MAX = 200
+POLICY = policy.SMTP  # CRLF line endings, RFC-conformant folding
+_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_FALLBACK_DOMAIN = "feedwatch.invalid"
+
+
+def _when(alert: Alert) -> str:
+    published = alert.item.published
+    return published.strftime("%Y-%m-%d %H:%M UTC") if published else "undated"
+
+
+def _terms(alert: Alert) -> str:
+    return ", ".join(sorted({one_line(m.term) for m in alert.matches}, key=str.casefold)) or "-"
+
+
+def _headline(alert: Alert) -> str:
+    kind = "" if alert.kind == "new" else f" {alert.kind}:"
+    return f"[{alert.rule.severity.upper()}]{kind} {alert.rule.title}"
+
+
+def subject(alerts: Sequence[Alert], prefix: str = "[feedwatch]") -> str:
+    """One header-safe line: ``[feedwatch] [HIGH] rule title: item title`` (≤ 200 chars)."""
+    if len(alerts) == 1:
+        a = alerts[0]
+        text = f"{prefix} {_headline(a)}: {a.item.title}"
+    else:
+        top = max(alerts, key=lambda a: severity_rank(a.rule.severity))
+        text = f"{prefix} {len(alerts)} alerts, highest [{top.rule.severity.upper()}]"
+    return truncate(header_text(text), SUBJECT_MAX)
+
+
+def text_part(alerts: Sequence[Alert]) -> str:
+    """The text/plain body: each alert as a few labelled lines."""
+    blocks = []
+    for a in alerts:
+        lines = [one_line(_headline(a)), "", one_line(a.item.title) or "(untitled)"]
+        link = safe_link(a.item.link)
+        if link:
+            lines.append(link)
+        lines.append(f"{one_line(a.item.feed)} · {_when(a)}")
+        excerpt = one_line(a.item.excerpt)
+        if excerpt:
+            lines += ["", excerpt]
+        lines += ["", f"Matched: {_terms(a)}", f"Rule: {one_line(a.rule.id)}"]
+        blocks.append("\n".join(lines))
+    return ("\n\n" + "-" * 40 + "\n\n").join(blocks) + "\n"
+
+
+def _html_alert(a: Alert) -> str:
+    title = html_text(one_line(a.item.title) or "(untitled)")
+    link = safe_link(a.item.link)
+    title_html = f'<a href="{html_text(link)}">{title}</a>' if link else title
+    excerpt = one_line(a.item.excerpt)
+    spans = find_spans(excerpt, highlight_needles(a))
+    excerpt_html = render_spans(excerpt, spans, html_text, lambda s: f"<strong>{s}</strong>")
+    parts = [
+        f"<h2>{html_text(one_line(_headline(a)))}</h2>",
+        f"<p><strong>{title_html}</strong><br>",
+        f"{html_text(one_line(a.item.feed))} · {html_text(_when(a))}</p>",
+    ]
+    if excerpt:
+        parts.append(f"<p>{excerpt_html}</p>")
+    parts.append(
+        f"<p><small>Matched: {html_text(_terms(a))} · Rule: {html_text(one_line(a.rule.id))}"
+        "</small></p>"
+    )
+    return "\n".join(parts)
+
+
+def html_part(alerts: Sequence[Alert]) -> str:
+    """The text/html body. Every piece of feed text is HTML-escaped; links only http(s)."""
+    body = "\n<hr>\n".join(_html_alert(a) for a in alerts)
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n'
+        f"{body}\n</body></html>\n"
+    )
+
+
+def message_domain(from_addr: str) -> str:
+    """The domain of the sender address, for Message-IDs; a reserved name if unusable."""
+    _, at, domain = parseaddr(from_addr)[1].rpartition("@")
+    return domain if at and _HOSTNAME.match(domain) else _FALLBACK_DOMAIN
+
+
+def message_id(alerts: Sequence[Alert], domain: str) -> str:
+    """A Message-ID derived from the alert ids: a retried send carries the same id, so mail
+    systems that deduplicate by Message-ID show it once."""
+    digest = hashlib.sha256("\n".join(a.id for a in alerts).encode()).hexdigest()[:32]
+    return f"<feedwatch.{digest}@{domain}>"
+
+
+def build_message(
+    alerts: Sequence[Alert],
+    *,
+    from_addr: str,
+    to: Sequence[str],
+    subject_prefix: str = "[feedwatch]",
+    now: datetime | None = None,
+) -> EmailMessage:
+    """A ``multipart/alternative`` message (text/plain + text/html) for ``alerts``.
+
+    ``from_addr`` and ``to`` come from validated configuration. ``now`` sets the Date header
+    (UTC now by default).
+    """
+    if not alerts:
+        raise ValueError("build_message needs at least one alert")
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = from_addr
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = subject(alerts, header_text(subject_prefix))
+    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    msg["Message-ID"] = message_id(alerts, message_domain(from_addr))
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
+    if len(alerts) == 1:
+        msg["X-Feedwatch-Alert-Id"] = truncate(header_text(alerts[0].id), 200)
+    # quoted-printable keeps the message 7-bit clean whatever the server's 8BITMIME support
+    msg.set_content(text_part(alerts), subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html_part(alerts), subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg

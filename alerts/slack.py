@@ -1,0 +1,230 @@
+"""The ``slack`` notifier: one Block Kit message per alert to a Slack incoming webhook.
+
+Every piece of feed text is escaped for mrkdwn (``& < >``), so an item titled ``<!channel>``
+pings nobody and ``<http://evil|click>`` forges no link. Links are shown only for http(s) URLs.
+Slack accepts about one message per second per webhook: sends to one webhook URL are paced
+(queued behind an ``asyncio.Lock``, spaced by ``min_interval``), never dropped.
+
+One attempt per ``send``; retries are the dispatcher's job. Status mapping: see
+``alerts.httperrors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from pydantic import ConfigDict, Field, SecretStr, field_validator
+
+from alerts.base import Notifier, NotifierOptions
+from alerts.escape import (
+    find_spans,
+    fit,
+    highlight_needles,
+    one_line,
+    render_spans,
+    safe_link,
+    slack_escape,
+    slack_link_target,
+    truncate,
+)
+from alerts.httperrors import post, protect
+from alerts.wire import Alert
+from daemon.errors import NotifyError
+
+log = logging.getLogger(__name__)
+
+HEADER_MAX = 150
+SECTION_MAX = 3000
+TEXT_MAX = 3000
+BLOCKS_MAX = 50
+_TITLE_RAW_MAX = 500  # a link label longer than this helps nobody
+_FEED_RAW_MAX = 200
+
+
+class SlackOptions(NotifierOptions):
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    webhook_url: SecretStr
+    timeout: float = Field(default=10.0, gt=0)
+    min_interval: float = Field(default=1.0, ge=0)
+    username: str | None = None
+    icon_emoji: str | None = None
+    icon_url: str | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        if safe_link(value.get_secret_value()) is None:
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+
+# --- message ----------------------------------------------------------------------------------
+
+
+def _when(alert: Alert) -> str:
+    published = alert.item.published
+    return published.strftime("%Y-%m-%d %H:%M UTC") if published else "undated"
+
+
+def header_text(alert: Alert) -> str:
+    """``[HIGH] rule title`` (plain text, one line, at most 150 characters)."""
+    kind = "" if alert.kind == "new" else f" {alert.kind}:"
+    return truncate(
+        one_line(f"[{alert.rule.severity.upper()}]{kind} {alert.rule.title}"), HEADER_MAX
+    )
+
+
+def _title_section(alert: Alert) -> str:
+    link = safe_link(alert.item.link)
+    title = truncate(one_line(alert.item.title), _TITLE_RAW_MAX) or "(untitled)"
+    meta = f"\n{slack_escape(truncate(one_line(alert.item.feed), _FEED_RAW_MAX))} · {_when(alert)}"
+
+    def render(raw: str) -> str:
+        label = slack_escape(raw)
+        head = f"*<{slack_link_target(link)}|{label}>*" if link else f"*{label}*"
+        return head + meta
+
+    return fit(title, render, SECTION_MAX)
+
+
+def _excerpt_section(alert: Alert) -> str:
+    needles = highlight_needles(alert)
+
+    def render(raw: str) -> str:
+        return render_spans(raw, find_spans(raw, needles), slack_escape, lambda s: f"*{s}*")
+
+    return fit(alert.item.excerpt.strip(), render, SECTION_MAX)
+
+
+def _context(alert: Alert) -> str:
+    terms = ", ".join(sorted({one_line(m.term) for m in alert.matches}, key=str.casefold))
+    raw = f"Rule {one_line(alert.rule.id)} · matched: {terms or '-'}"
+    return fit(raw, slack_escape, SECTION_MAX)
+
+
+def build_payload(
+    alert: Alert,
+    *,
+    username: str | None = None,
+    icon_emoji: str | None = None,
+    icon_url: str | None = None,
+) -> dict[str, Any]:
+    """The incoming-webhook JSON for one alert: Block Kit blocks plus a ``text`` fallback."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": header_text(alert), "emoji": True},
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": _title_section(alert)}},
+    ]
+    excerpt = _excerpt_section(alert)
+    if excerpt:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": excerpt}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _context(alert)}]})
+    fallback = f"[{alert.rule.severity.upper()}] {one_line(alert.rule.title)}: " + one_line(
+        alert.item.title
+    )
+    payload: dict[str, Any] = {
+        "text": fit(fallback, slack_escape, TEXT_MAX),
+        "blocks": blocks[:BLOCKS_MAX],
+    }
+    if username:
+        payload["username"] = username
+    if icon_emoji:
+        payload["icon_emoji"] = icon_emoji
+    if icon_url:
+        payload["icon_url"] = icon_url
+    return payload
+
+
+# --- pacing -----------------------------------------------------------------------------------
+
+
+class Pacer:
+    """Serialises the sends to one webhook and spaces their starts by ``min_interval``."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.not_before = float("-inf")
+
+
+# Pacers are per event loop (an asyncio.Lock belongs to one loop) and per webhook URL, so two
+# notifier instances sharing a webhook share its budget. Keys are hashes, not URLs.
+_pacers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Pacer]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def pacer_for(url: str) -> Pacer:
+    """The pacer of ``url`` in the running event loop."""
+    per_loop = _pacers.setdefault(asyncio.get_running_loop(), {})
+    key = hashlib.sha256(url.encode()).hexdigest()
+    pacer = per_loop.get(key)
+    if pacer is None:
+        pacer = per_loop[key] = Pacer()
+    return pacer
+
+
+# --- notifier ---------------------------------------------------------------------------------
+
+
+class SlackNotifier(Notifier):
+    Options = SlackOptions
+
+    def __init__(
+        self,
+        name: str,
+        options: NotifierOptions,
+        *,
+        http: httpx.AsyncClient,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(name, options, http=http)
+        assert isinstance(options, SlackOptions)
+        self.opts = options
+        self._clock = clock
+        self._sleep = sleep
+        protect(options.webhook_url.get_secret_value())
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        return build_payload(
+            alert,
+            username=self.opts.username,
+            icon_emoji=self.opts.icon_emoji,
+            icon_url=self.opts.icon_url,
+        )
+
+    async def send(self, alert: Alert) -> None:
+        body = json.dumps(self.payload(alert), ensure_ascii=False).encode()
+        url = self.opts.webhook_url.get_secret_value()
+        pacer = pacer_for(url)
+        async with pacer.lock:
+            wait = pacer.not_before - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+            pacer.not_before = self._clock() + self.opts.min_interval
+            try:
+                await post(
+                    self.http,
+                    "Slack",
+                    url,
+                    content=body,
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                    request_timeout=self.opts.timeout,
+                )
+            except NotifyError as e:
+                if e.reason == "rate_limited" and e.retry_after:
+                    pacer.not_before = max(pacer.not_before, self._clock() + e.retry_after)
+                log.debug("slack %s: alert %s not delivered: %s", self.name, alert.id, e.message)
+                raise
+        log.debug("slack %s: delivered alert %s", self.name, alert.id)
