@@ -1,0 +1,187 @@
+"""The ``feedwatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from daemon import __version__
+from daemon.errors import ConfigError, FeedwatchError, Problem
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="config file (default: $FEEDWATCH_CONFIG or ./feedwatch.yaml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedwatch",
+        description="Poll news feeds, match items against rules, deliver explained alerts.",
+    )
+    parser.add_argument("--version", action="version", version=f"feedwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    _config_arg(run)
+    run.add_argument(
+        "--once", action="store_true", help="poll every feed once, deliver the alerts raised, exit"
+    )
+    run.add_argument(
+        "--role",
+        choices=["all", "poller", "notifier"],
+        default="all",
+        help="run both halves (default) or only one",
+    )
+    run.add_argument("--log-format", choices=["text", "json"], help="override log.format")
+    run.add_argument("--log-level", help="override log.level (debug, info, warning, error)")
+
+    check = sub.add_parser("check", help="validate config and rules, run rule examples")
+    _config_arg(check)
+
+    tr = sub.add_parser("test-rule", help="evaluate rule files against a feed file or URL")
+    tr.add_argument("rules", type=Path, help="a rule file or a folder of them")
+    tr.add_argument("feed", help="a feed file or an http(s) URL")
+    tr.add_argument("--json", action="store_true", help="one JSON object per match")
+
+    dlq = sub.add_parser("dlq", help="inspect and replay dead-lettered alerts")
+    _config_arg(dlq)
+    dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    dl = dsub.add_parser("list", help="list dead letters")
+    dl.add_argument("--json", action="store_true")
+    dl.add_argument("--count", type=int, default=100)
+    ds = dsub.add_parser("show", help="show one dead letter with its alert")
+    ds.add_argument("id")
+    dr = dsub.add_parser("replay", help="send dead letters back to delivery")
+    dr.add_argument("ids", nargs="*")
+    dr.add_argument("--all", action="store_true")
+    dd = dsub.add_parser("drop", help="delete dead letters")
+    dd.add_argument("ids", nargs="+")
+    return parser
+
+
+def _print_problems(problems: Sequence[Problem]) -> None:
+    for p in problems:
+        print(p.render(), file=sys.stderr)
+    n = len(problems)
+    print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
+
+
+def _load(path: str | None):  # type: ignore[no-untyped-def]  # returns Config
+    from daemon.config import load_config
+    from daemon.runtime import config_path
+
+    return load_config(config_path(path))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from daemon.rules import check_examples, load_rules
+
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
+    problems: list[Problem] = []
+    try:
+        ruleset = load_rules(list(config.rules), notifiers=set(config.notifiers))
+        problems += check_examples(ruleset)
+    except ConfigError as e:
+        problems += e.problems
+    if problems:
+        _print_problems(sorted(problems, key=Problem.sort_key))
+        return EXIT_PROBLEMS
+    print(
+        f"ok: {len(config.feeds)} feeds, {len(ruleset.rules)} rules, "
+        f"{len(config.notifiers)} notifiers"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.logging import setup_logging
+    from daemon.runtime import run_daemon
+
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
+    setup_logging(
+        args.log_level or config.log.level, args.log_format or config.log.format, config.secrets
+    )
+    try:
+        return asyncio.run(run_daemon(config, role=args.role, once=args.once))
+    except ConfigError as e:
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_test_rule(args: argparse.Namespace) -> int:
+    from daemon.testrule import test_rule
+
+    return test_rule([args.rules], args.feed, as_json=args.json, out=sys.stdout)
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from alerts import dlq
+    from daemon.keys import Keys
+    from daemon.runtime import RedisConnection
+
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
+    keys = Keys(config.prefix)
+
+    async def go() -> int:
+        async with RedisConnection(config) as r:
+            if args.dlq_command == "list":
+                items = await dlq.dlq_list(r, keys, count=args.count)
+                print(dlq.format_dead_letters(items, as_json=args.json))
+            elif args.dlq_command == "show":
+                item = await dlq.dlq_show(r, keys, args.id)
+                if item is None:
+                    print(f"no dead letter {args.id}", file=sys.stderr)
+                    return EXIT_PROBLEMS
+                print(dlq.format_dead_letters([item], as_json=True, full=True))
+            elif args.dlq_command == "replay":
+                if not args.ids and not args.all:
+                    print("name dead-letter ids or --all", file=sys.stderr)
+                    return EXIT_USAGE
+                n = await dlq.dlq_replay(r, keys, None if args.all else args.ids)
+                print(f"replayed {n}")
+            elif args.dlq_command == "drop":
+                n = await dlq.dlq_drop(r, keys, args.ids)
+                print(f"dropped {n}")
+        return EXIT_OK
+
+    return asyncio.run(go())
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "test-rule": cmd_test_rule, "dlq": cmd_dlq}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except FeedwatchError as e:
+        print(f"feedwatch: {e}", file=sys.stderr)
+        return EXIT_PROBLEMS

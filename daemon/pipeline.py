@@ -1,0 +1,334 @@
+"""The poller: one feed through fetch → parse → normalise → new? → match → publish → commit.
+
+The scheduler only *hands* a feed to ``Poller.submit``; the poller owns the tasks in flight, never
+runs two polls of one feed at once, and can drain them on shutdown (APScheduler 3.x's asyncio
+executor cancels running jobs on shutdown and cannot wait for them).
+
+A poll never raises: every failure is a value in its ``PollResult`` (reader's ParseResult idea),
+logged on one structured line with the feed's name, and backed off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from alerts.wire import Alert, AlertItem, AlertMatch, AlertRule
+from daemon.clock import Clock, utc_now
+from daemon.config import FeedConfig
+from daemon.decide import decide, next_poll_delay
+from daemon.errors import FeedError, FeedwatchError, StoreError
+from daemon.excerpt import excerpt
+from daemon.fetch import Fetcher
+from daemon.logging import log
+from daemon.match import Matcher, RuleMatch
+from daemon.parsing import ParsePool
+from daemon.publish import Publisher, alert_id
+from daemon.store import Commit, FeedStore
+from daemon.types import Caching, Item
+
+logger = logging.getLogger("daemon.poll")
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll of one feed did. ``outcome``: ok, not_modified, unchanged, backoff, or
+    ``error:<kind>``."""
+
+    feed: str
+    outcome: str
+    status: int | None = None
+    bytes: int = 0
+    items: int = 0
+    new: int = 0
+    alerts: int = 0
+    duration: float = 0.0
+    error: str | None = None
+    published: tuple[str, ...] = field(default=())  # stream entry ids of the alerts raised
+    overflow: bool = False
+
+
+def build_alert(
+    rm: RuleMatch, item: Item, *, now: datetime, default_notify: Sequence[str]
+) -> Alert:
+    """The alert for a rule matching an item, with its explanation (matches and excerpt)."""
+    spans = rm.spans
+    first_summary = next((s for s in spans if s.field == "summary"), None)
+    if first_summary is not None:
+        text = excerpt(item.summary, first_summary.start, first_summary.end)
+    else:
+        text = excerpt(item.summary, 0, 0) if item.summary else ""
+    rule = rm.rule
+    return Alert(
+        id=alert_id(rule.id, item.feed, item.id),
+        rule=AlertRule(id=rule.id, title=rule.title, severity=rule.severity),
+        item=AlertItem(
+            id=item.id,
+            title=item.title,
+            link=item.link,
+            excerpt=text,
+            published=item.published,
+            feed=item.feed,
+        ),
+        matches=tuple(
+            AlertMatch(term=s.term, field=s.field, start=s.start, end=s.end) for s in spans
+        ),
+        created=now,
+        notify=tuple(rule.notify) or tuple(default_notify),
+    )
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        feeds: Mapping[str, FeedConfig],
+        fetcher: Fetcher,
+        store: FeedStore,
+        publisher: Publisher,
+        matcher: Callable[[], Matcher],
+        parser: ParsePool,
+        default_notify: Sequence[str],
+        max_backoff: float,
+        clock: Clock = utc_now,
+        baseline: Callable[[str], bool] = lambda feed: False,
+        max_in_flight: int = 64,
+    ) -> None:
+        self.feeds = dict(feeds)
+        self.fetcher = fetcher
+        self.store = store
+        self.publisher = publisher
+        self.matcher = matcher
+        self.parser = parser
+        self.default_notify = tuple(default_notify)
+        self.max_backoff = max_backoff
+        self.clock = clock
+        self.baseline = baseline
+        self._tasks: dict[str, asyncio.Task[PollResult]] = {}
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self.on_result: list[Callable[[PollResult], None]] = []
+
+    # -- task tracking -----------------------------------------------------------------------
+    def submit(self, name: str) -> bool:
+        """Start a poll of feed ``name`` unless one is already in flight. Returns whether it did."""
+        if name in self._tasks or name not in self.feeds:
+            return False
+        task = asyncio.get_running_loop().create_task(
+            self.poll(self.feeds[name]), name=f"poll:{name}"
+        )
+        self._tasks[name] = task
+        task.add_done_callback(self._forget)
+        return True
+
+    def _forget(self, task: asyncio.Task[PollResult]) -> None:
+        name = task.get_name().removeprefix("poll:")
+        if self._tasks.get(name) is task:
+            del self._tasks[name]
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, grace: float) -> bool:
+        """Wait up to ``grace`` s for the polls in flight; True if all finished."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return True
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        return not pending
+
+    def cancel(self) -> None:
+        for t in list(self._tasks.values()):
+            t.cancel()
+
+    async def poll_all(self, names: Sequence[str] | None = None) -> list[PollResult]:
+        """Poll every feed once (``run --once``), concurrently, respecting backoff state."""
+        todo = list(names or self.feeds)
+        return list(await asyncio.gather(*(self.poll(self.feeds[n]) for n in todo)))
+
+    # -- one poll ----------------------------------------------------------------------------
+    async def poll(self, feed: FeedConfig) -> PollResult:
+        async with self._slots:
+            start = time.perf_counter()
+            try:
+                result = await self._poll(feed, start)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a bug, not a feed problem: report it, never stop the loop
+                logger.critical("unexpected error polling %s", feed.name, exc_info=True)
+                result = PollResult(
+                    feed=feed.name,
+                    outcome="error:internal",
+                    error=f"{type(e).__name__}: {e}",
+                    duration=time.perf_counter() - start,
+                )
+        log(
+            logger,
+            "poll",
+            level=logging.WARNING if result.error else logging.INFO,
+            feed=result.feed,
+            outcome=result.outcome,
+            status=result.status,
+            bytes=result.bytes,
+            items=result.items,
+            new=result.new,
+            alerts=result.alerts,
+            duration_ms=round(result.duration * 1000, 1),
+            error=result.error,
+            overflow=result.overflow or None,
+        )
+        for cb in self.on_result:
+            cb(result)
+        return result
+
+    async def _poll(self, feed: FeedConfig, start: float) -> PollResult:
+        name = feed.name
+        try:
+            state = await self.store.load(name)
+        except StoreError as e:
+            return PollResult(
+                feed=name, outcome="error:store", error=str(e), duration=time.perf_counter() - start
+            )
+        now = self.clock()
+        if state.next_after and now.timestamp() < state.next_after:
+            return PollResult(feed=name, outcome="backoff", duration=time.perf_counter() - start)
+
+        try:
+            fetched = await self.fetcher.fetch(name, feed.url, state.caching)
+            if fetched.not_modified:
+                return await self._finish(
+                    feed, start, "not_modified", fetched.status, 0, caching=fetched.caching
+                )
+            if state.polled_before and fetched.caching.body_hash == state.caching.body_hash:
+                return await self._finish(
+                    feed,
+                    start,
+                    "unchanged",
+                    fetched.status,
+                    len(fetched.body),
+                    caching=fetched.caching,
+                )
+            items = await self.parser.parse(
+                name, fetched.body, fetched.headers, fetched.url, feed.tags
+            )
+        except FeedError as e:
+            return await self._failed(feed, start, state.error_streak, e)
+
+        try:
+            ids = [i.id for i in items]
+            seen = await self.store.seen_flags(name, ids)
+            now = self.clock()
+            decision = decide(
+                items,
+                seen,
+                first_poll=not state.polled_before,
+                backfill=feed.backfill,
+                now=now,
+                baseline=self.baseline(name),
+            )
+            matcher = self.matcher()
+            alerts = [
+                build_alert(rm, item, now=now, default_notify=self.default_notify)
+                for item in decision.alertable
+                for rm in matcher.match(item)
+            ]
+            published = await self.publisher.publish(alerts)
+            entry_ids = tuple(p.entry_id for p in published if p.entry_id)
+            return await self._finish(
+                feed,
+                start,
+                "ok",
+                fetched.status,
+                len(fetched.body),
+                caching=fetched.caching,
+                present_ids=ids,
+                new=len(decision.new),
+                items=len(items),
+                alerts=len(entry_ids),
+                published=entry_ids,
+                overflow=decision.overflow,
+            )
+        except StoreError as e:
+            return PollResult(
+                feed=name, outcome="error:store", error=str(e), duration=time.perf_counter() - start
+            )
+
+    async def _finish(
+        self,
+        feed: FeedConfig,
+        start: float,
+        outcome: str,
+        status: int | None,
+        nbytes: int,
+        *,
+        caching: Caching | None = None,
+        present_ids: Sequence[str] = (),
+        new: int = 0,
+        items: int = 0,
+        alerts: int = 0,
+        published: tuple[str, ...] = (),
+        overflow: bool = False,
+    ) -> PollResult:
+        now = self.clock()
+        await self.store.commit(
+            feed.name,
+            Commit(
+                outcome=outcome,
+                now=now,
+                caching=caching,
+                error_streak=0,
+                next_after=0.0,
+                present_ids=present_ids,
+                new_count=new,
+            ),
+        )
+        return PollResult(
+            feed=feed.name,
+            outcome=outcome,
+            status=status,
+            bytes=nbytes,
+            items=items,
+            new=new,
+            alerts=alerts,
+            duration=time.perf_counter() - start,
+            published=published,
+            overflow=overflow,
+        )
+
+    async def _failed(
+        self, feed: FeedConfig, start: float, streak: int, e: FeedError
+    ) -> PollResult:
+        now = self.clock()
+        retry_after = getattr(e, "retry_after", None)
+        delay = next_poll_delay(
+            feed.interval, streak + 1, max_backoff=self.max_backoff, retry_after=retry_after
+        )
+        # Jitter the retry so feeds that failed together do not retry together.
+        delay *= random.uniform(0.9, 1.1)
+        next_after = (now + timedelta(seconds=delay)).timestamp()
+        status = getattr(e, "status", None)
+        try:
+            await self.store.commit(
+                feed.name,
+                Commit(
+                    outcome=f"error:{e.kind}",
+                    now=now,
+                    error=e.message,
+                    error_streak=streak + 1,
+                    next_after=next_after,
+                ),
+            )
+        except FeedwatchError:
+            pass  # Redis down as well: the feed error is what we report
+        return PollResult(
+            feed=feed.name,
+            outcome=f"error:{e.kind}",
+            status=status,
+            error=e.message,
+            duration=time.perf_counter() - start,
+        )

@@ -1,0 +1,324 @@
+"""The daemon: one async context manager owns every resource; two-stage shutdown.
+
+``Daemon`` opens, in order, the Redis connection (starting the embedded server when no URL is
+configured), the fetcher, the parse pool, the notifiers and their shared HTTP client, and closes
+them in reverse on exit, whatever happened. ``run()`` runs until SIGINT/SIGTERM:
+
+1. first signal: the scheduler stops firing, the consumer stops reading, and polls and
+   deliveries in flight get ``shutdown_grace`` seconds to finish;
+2. a second signal (or the grace running out) cancels them at once. State commits and XACKs
+   are shielded from cancellation, and an unacked alert stays pending in the stream, to be
+   re-read at the next start: nothing is lost.
+
+SIGHUP (and any change to a rule file) reloads the rules; an invalid edit is logged with its
+errors and the rules in force stay in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import redis.asyncio as aioredis
+
+from alerts import registry
+from alerts.consumer import Consumer
+from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime
+from daemon import __version__
+from daemon.config import Config
+from daemon.embedded import EmbeddedRedis
+from daemon.errors import ConfigError, FeedwatchError
+from daemon.fetch import Fetcher, FetchSettings
+from daemon.keys import Keys
+from daemon.logging import log
+from daemon.parsing import ParsePool
+from daemon.pipeline import Poller
+from daemon.publish import Publisher
+from daemon.reload import RuleHolder
+from daemon.scheduling import FeedScheduler
+from daemon.store import FeedStore
+
+logger = logging.getLogger("daemon.runtime")
+ROLES = ("all", "poller", "notifier")
+HEARTBEAT_EVERY = 10.0
+
+
+def identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def delivery_settings(config: Config) -> DeliverySettings:
+    d = config.delivery
+    return DeliverySettings(
+        max_attempts=d.max_attempts,
+        backoff_initial=d.backoff_initial,
+        backoff_max=d.backoff_max,
+        claim_after=d.claim_after,
+        stream_maxlen=d.stream_maxlen,
+        send_timeout=d.send_timeout,
+        concurrency=d.concurrency,
+        delivered_ttl=d.delivered_ttl,
+    )
+
+
+def fetch_settings(config: Config) -> FetchSettings:
+    f = config.fetch
+    kwargs: dict[str, object] = {
+        "deadline": f.deadline,
+        "connect_timeout": f.connect_timeout,
+        "max_bytes": f.max_bytes,
+        "max_redirects": f.max_redirects,
+        "concurrency": f.concurrency,
+        "per_host": f.per_host,
+    }
+    if f.user_agent:
+        kwargs["user_agent"] = f.user_agent
+    return FetchSettings(**kwargs)  # type: ignore[arg-type]
+
+
+class RedisConnection:
+    """The Redis client for a config: the configured URL, or the embedded server."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.embedded: EmbeddedRedis | None = None
+        self.client: aioredis.Redis | None = None
+
+    async def __aenter__(self) -> aioredis.Redis:
+        url = self.config.redis
+        if url is None:
+            self.embedded = EmbeddedRedis(self.config.state_dir)
+            url = await asyncio.to_thread(self.embedded.start)
+        self.client = aioredis.Redis.from_url(
+            url, health_check_interval=30, socket_connect_timeout=5
+        )
+        return self.client
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.aclose()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+class Daemon:
+    def __init__(self, config: Config, *, role: str = "all") -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        self.config = config
+        self.role = role
+        self.keys = Keys(config.prefix)
+        self.identity = identity()
+        self.stop = asyncio.Event()
+        self.rules = RuleHolder(config)
+        self._stack = contextlib.AsyncExitStack()
+        self.redis: aioredis.Redis
+        self.poller: Poller | None = None
+        self.scheduler: FeedScheduler | None = None
+        self.consumer: Consumer | None = None
+
+    @property
+    def polls(self) -> bool:
+        return self.role in ("all", "poller")
+
+    @property
+    def delivers(self) -> bool:
+        return self.role in ("all", "notifier")
+
+    async def __aenter__(self) -> Daemon:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _open(self) -> None:
+        config = self.config
+        self.redis = await self._stack.enter_async_context(RedisConnection(config))
+        await self.redis.ping()
+        if self.polls:
+            self.rules.load()  # raises ConfigError before anything runs
+            fetcher = await self._stack.enter_async_context(Fetcher(fetch_settings(config)))
+            workers = config.polling.parse_workers or None
+            parser = ParsePool(workers)
+            self._stack.callback(parser.close)
+            self.poller = Poller(
+                feeds={f.name: f for f in config.feeds},
+                fetcher=fetcher,
+                store=FeedStore(self.redis, self.keys),
+                publisher=Publisher(
+                    self.redis, self.keys, stream_maxlen=config.delivery.stream_maxlen
+                ),
+                matcher=self.rules.matcher,
+                parser=parser,
+                default_notify=config.defaults.notify,
+                max_backoff=config.polling.max_backoff,
+            )
+        if self.delivers:
+            http = await self._stack.enter_async_context(
+                httpx.AsyncClient(
+                    timeout=httpx.Timeout(30.0),
+                    follow_redirects=False,
+                    headers={"User-Agent": f"feedwatch/{__version__}"},
+                )
+            )
+            runtimes: dict[str, NotifierRuntime] = {}
+            for name, nc in config.notifiers.items():
+                cls = registry.load(nc.type)
+                notifier = cls(name, nc.options, http=http)
+                self._stack.push_async_callback(notifier.aclose)
+                runtimes[name] = NotifierRuntime(
+                    name=name,
+                    notifier=notifier,
+                    min_severity=nc.min_severity,
+                    max_attempts=nc.max_attempts,
+                )
+            settings = delivery_settings(config)
+            dispatcher = Dispatcher(self.redis, self.keys, runtimes, settings)
+            self.consumer = Consumer(
+                self.redis, self.keys, dispatcher, settings, name=self.identity
+            )
+            await self.consumer.ensure_group()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        await self._stack.aclose()
+
+    # -- running -----------------------------------------------------------------------------
+    async def run_once(self) -> int:
+        """Poll every feed once, deliver what that raised, return."""
+        consumer_task: asyncio.Task[None] | None = None
+        if self.consumer is not None:
+            consumer_task = asyncio.create_task(self.consumer.run(self.stop), name="consumer")
+        try:
+            published: list[str] = []
+            if self.poller is not None:
+                results = await self.poller.poll_all()
+                published = [i for r in results for i in r.published]
+                failed = sum(1 for r in results if r.error)
+                log(logger, "once", feeds=len(results), failed=failed, alerts=len(published))
+            if self.consumer is not None:
+                # Everything in the stream up to now: the alerts this run raised, and any an
+                # earlier run left pending (e.g. it was killed before acknowledging them).
+                await self.consumer.drain(until_ids=None)
+        finally:
+            self.stop.set()
+            if consumer_task is not None:
+                await self._finish(consumer_task, self.config.polling.shutdown_grace)
+        return 0
+
+    async def run(self) -> int:
+        """Run until the first SIGINT/SIGTERM, then shut down in two stages."""
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        signals = 0
+
+        def on_signal(signame: str) -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log(logger, "shutdown", signal=signame, grace_s=self.config.polling.shutdown_grace)
+                self.stop.set()
+            elif main is not None:
+                log(logger, "shutdown", signal=signame, note="second signal: cancelling now")
+                main.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self.rules.reload, "SIGHUP")
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if self.poller is not None:
+                self.scheduler = FeedScheduler(
+                    self.poller, self.config.feeds, jitter=self.config.defaults.jitter
+                )
+                self.scheduler.start()
+                tasks.append(asyncio.create_task(self.rules.watch(self.stop), name="rules"))
+            if self.consumer is not None:
+                tasks.append(asyncio.create_task(self.consumer.run(self.stop), name="consumer"))
+            tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+            log(
+                logger,
+                "started",
+                role=self.role,
+                feeds=len(self.config.feeds),
+                rules=self.rules.count,
+                notifiers=len(self.config.notifiers),
+                identity=self.identity,
+                version=__version__,
+            )
+            await self.stop.wait()
+            await self._shutdown(tasks)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            for t in tasks:
+                t.cancel()
+        return 0
+
+    async def _shutdown(self, tasks: Sequence[asyncio.Task[None]]) -> None:
+        grace = self.config.polling.shutdown_grace
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if self.poller is not None and not await self.poller.drain(grace):
+            log(
+                logger,
+                "shutdown",
+                level=logging.WARNING,
+                note="polls still running after the grace period: cancelled",
+                in_flight=self.poller.in_flight,
+            )
+            self.poller.cancel()
+        for t in tasks:
+            await self._finish(t, max(0.1, deadline - loop.time()))
+        log(logger, "stopped", role=self.role)
+
+    @staticmethod
+    async def _finish(task: asyncio.Task[None], grace: float) -> None:
+        done, _ = await asyncio.wait([task], timeout=grace)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, FeedwatchError):
+            await task
+
+    async def _heartbeat(self) -> None:
+        key = self.keys.heartbeat(self.identity)
+        while not self.stop.is_set():
+            with contextlib.suppress(Exception):
+                await self.redis.set(key, self.role, ex=int(HEARTBEAT_EVERY * 3))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), HEARTBEAT_EVERY)
+        with contextlib.suppress(Exception):
+            await self.redis.delete(key)
+
+
+async def run_daemon(config: Config, *, role: str = "all", once: bool = False) -> int:
+    async with Daemon(config, role=role) as daemon:
+        return await (daemon.run_once() if once else daemon.run())
+
+
+def rules_problems(config: Config) -> list[str]:
+    try:
+        RuleHolder(config).load()
+    except ConfigError as e:
+        return [p.render() for p in e.problems]
+    return []
+
+
+def config_path(path: str | None) -> Path:
+    return Path(path or os.environ.get("FEEDWATCH_CONFIG") or "feedwatch.yaml")

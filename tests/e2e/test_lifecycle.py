@@ -1,0 +1,73 @@
+"""The daemon as a service: runs until SIGTERM, shuts down cleanly, config errors stop it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+from datetime import UTC, datetime, timedelta
+
+from tests.e2e.conftest import Feedwatch
+from tests.support.feeds import Entry, rss
+from tests.support.httpserver import FeedServer
+
+NOW = datetime.now(UTC)
+
+
+def _first_stdout_line(proc: subprocess.Popen[str], timeout: float) -> str | None:
+    box: list[str] = []
+    t = threading.Thread(
+        target=lambda: box.append(proc.stdout.readline() if proc.stdout else ""), daemon=True
+    )
+    t.start()
+    t.join(timeout)
+    return box[0] if box else None
+
+
+def test_run_delivers_then_sigterm_drains_and_exits_zero(
+    fw: Feedwatch, feed_server: FeedServer
+) -> None:
+    """`feedwatch run` polls, delivers, and exits 0 on SIGTERM with a 'stopped' line."""
+    feed_server.set(
+        "/n.xml",
+        rss(
+            [Entry("k1", "Shelling in Kursk", "Kursk border villages.", NOW - timedelta(minutes=5))]
+        ),
+    )
+    fw.add_feed("n", feed_server.url("/n.xml"), interval="1h")
+    proc = fw.popen("run")
+    try:
+        line = _first_stdout_line(proc, timeout=60)
+        assert line, "no alert printed"
+        assert json.loads(line)["rule_id"] == "kursk"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "shutdown" in err and "stopped" in err
+
+
+def test_invalid_config_does_not_start(fw: Feedwatch) -> None:
+    """An unknown key is reported with file:line and the daemon exits 1 without running."""
+    fw.config["feeds"] = [{"name": "x", "url": "http://127.0.0.1:9/", "intervall": "5m"}]
+    run = fw.run()
+    assert run.code == 1
+    assert "feedwatch.yaml:" in run.stderr and "intervall" in run.stderr
+    assert "started" not in run.stderr
+
+
+def test_missing_env_var_is_an_error_and_secrets_are_not_logged(
+    fw: Feedwatch, feed_server: FeedServer
+) -> None:
+    """${VAR} must be set; its value never appears in the output."""
+    feed_server.set("/n.xml", rss([]))
+    fw.add_feed("n", feed_server.url("/n.xml") + "?token=${FEED_TOKEN}")
+    missing = fw.run()
+    assert missing.code == 1 and "FEED_TOKEN" in missing.stderr
+    ok = fw.run("run", "--once", "--log-level", "debug", env={"FEED_TOKEN": "s3cr3t-token-value"})
+    assert ok.code == 0, ok.stderr
+    assert "s3cr3t-token-value" not in ok.stderr + ok.stdout

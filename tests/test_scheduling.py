@@ -1,0 +1,66 @@
+"""APScheduler jobs: one per feed, jittered, no overlap; a tick only hands work to the poller."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from daemon.config import FeedConfig
+from daemon.scheduling import START_SPREAD, FeedScheduler
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+class StubPoller:
+    """Records what the scheduler hands over (the scheduler's only collaborator)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+
+    def submit(self, name: str) -> bool:
+        self.submitted.append(name)
+        return True
+
+
+def make(feeds: list[FeedConfig], jitter: float = 0.1) -> tuple[FeedScheduler, StubPoller]:
+    poller = StubPoller()
+    sched = FeedScheduler(
+        poller,
+        feeds,
+        jitter=jitter,
+        clock=lambda: NOW,  # type: ignore[arg-type]
+        rand=random.Random(7),
+    )
+    return sched, poller
+
+
+def test_one_job_per_feed_with_interval_jitter_and_no_overlap() -> None:
+    """Each feed gets an interval job at its own interval, jittered, coalesced, one at a time."""
+    feeds = [
+        FeedConfig(name="a", url="http://x/a", interval=300.0),
+        FeedConfig(name="b", url="http://x/b", interval=90.0),
+    ]
+    sched, _ = make(feeds)
+    specs = sched.job_specs()
+    assert [s["id"] for s in specs] == ["poll:a", "poll:b"]
+    for spec, feed in zip(specs, feeds, strict=True):
+        trigger = spec["trigger"]
+        assert trigger.interval == timedelta(seconds=feed.interval)  # type: ignore[attr-defined]
+        assert trigger.jitter == feed.interval * 0.1  # type: ignore[attr-defined]
+        assert spec["coalesce"] is True and spec["max_instances"] == 1
+        first = spec["next_run_time"]
+        assert NOW <= first <= NOW + timedelta(seconds=START_SPREAD)  # type: ignore[operator]
+    assert specs[0]["next_run_time"] != specs[1]["next_run_time"]
+
+
+def test_no_jitter_means_none() -> None:
+    """jitter 0 gives an exact interval."""
+    sched, _ = make([FeedConfig(name="a", url="http://x/a", interval=60.0)], jitter=0)
+    assert sched.job_specs()[0]["trigger"].jitter is None  # type: ignore[attr-defined]
+
+
+async def test_tick_only_submits() -> None:
+    """A job body hands the feed to the poller and returns."""
+    sched, poller = make([FeedConfig(name="a", url="http://x/a", interval=60.0)])
+    await sched._tick("a")
+    assert poller.submitted == ["a"]
