@@ -276,6 +276,9 @@ class Fetcher:
             etag = resp.headers.get("etag")
             last_modified = resp.headers.get("last-modified")
             if status == 304:
+                # Read the (empty) body so httpcore returns the connection to the pool; closing
+                # an unread response drops it, and every 304 would open a new TCP connection.
+                await _read_body(feed, resp, s.max_bytes)
                 return FetchResult(
                     url=str(resp.url),
                     status=304,

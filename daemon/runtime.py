@@ -217,6 +217,8 @@ class Daemon:
         finally:
             self.stop.set()
             if consumer_task is not None:
+                # Drained: nothing is in flight, so do not wait out the consumer's blocking read.
+                consumer_task.cancel()
                 await self._finish(consumer_task, self.config.polling.shutdown_grace)
         return 0
 
