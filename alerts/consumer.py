@@ -44,6 +44,7 @@ from alerts.wire import Alert
 from daemon.clock import Clock, utc_now
 from daemon.errors import StoreError
 from daemon.keys import Keys
+from daemon.logging import log as structured
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class Consumer:
                 await self._pause(stop, e)
         if stop.is_set():
             return
-        log.info("consumer %s started on %s", self.name, self.keys.alerts)
+        structured(log, "consumer-started", consumer=self.name, stream=self.keys.alerts)
         janitor = asyncio.create_task(self._janitor(stop), name=f"janitor-{self.name}")
         try:
             await self._recover_own(stop)
@@ -161,7 +162,7 @@ class Consumer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(janitor, *tasks, return_exceptions=True)
-            log.info("consumer %s stopped", self.name)
+            structured(log, "consumer-stopped", consumer=self.name)
 
     async def _recover_own(self, stop: asyncio.Event) -> None:
         last = "0"
@@ -367,7 +368,7 @@ class Consumer:
                 pipe.xrange(self.keys.alerts, entry_id, entry_id, count=1)
             found = await pipe.execute()
         for entry_id, rows in zip(ids, found, strict=True):
-            log.info("consumer %s claimed idle entry %s", self.name, entry_id)
+            structured(log, "claimed", consumer=self.name, entry=entry_id)
             self._submit(entry_id, rows[0][1] if rows else {})
         return len(ids)
 

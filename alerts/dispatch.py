@@ -35,6 +35,7 @@ from alerts.wire import Alert, severity_rank
 from daemon.clock import Clock, utc_now
 from daemon.errors import NotifyError, StoreError
 from daemon.keys import Keys
+from daemon.logging import log as structured
 
 log = logging.getLogger(__name__)
 
@@ -300,13 +301,16 @@ class Dispatcher:
                 await pipe.execute()
 
         await committed(write)
-        log.warning(
-            "dead-lettered entry %s for notifier %s after %d attempt(s): %s: %s",
-            source_id,
-            notifier or "-",
-            attempts,
-            reason,
-            error,
+        structured(
+            log,
+            "dead-lettered",
+            level=logging.WARNING,
+            entry=source_id,
+            alert=alert_id,
+            notifier=notifier or "-",
+            attempts=attempts,
+            reason=reason,
+            error=error,
         )
 
     # -- one notifier ----------------------------------------------------------------------
@@ -337,7 +341,16 @@ class Dispatcher:
                 err = _as_notify_error(e, self.settings.send_timeout)
             else:
                 await self._mark_delivered(alert.id, name)
-                log.info("delivered alert %s to %s (attempt %d)", alert.id, name, attempts)
+                structured(
+                    log,
+                    "delivered",
+                    alert=alert.id,
+                    rule=alert.rule.id,
+                    feed=alert.item.feed,
+                    notifier=name,
+                    attempt=attempts,
+                    latency_ms=round((self.clock() - alert.created).total_seconds() * 1000, 1),
+                )
                 return name, True
             if not err.recoverable or attempts >= limit:
                 break
@@ -349,15 +362,17 @@ class Dispatcher:
                 retry_after=err.retry_after,
                 rand=self.rand,
             )
-            log.info(
-                "alert %s to %s failed (attempt %d/%d, %s: %s); retrying in %.1fs",
-                alert.id,
-                name,
-                attempts,
-                limit,
-                err.reason,
-                err.message,
-                delay,
+            structured(
+                log,
+                "delivery-retry",
+                level=logging.WARNING,
+                alert=alert.id,
+                notifier=name,
+                attempt=attempts,
+                limit=limit,
+                reason=err.reason,
+                error=err.message,
+                retry_in_s=round(delay, 2),
             )
             await self.sleep(delay)
         if err is None:

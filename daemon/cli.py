@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("feed", help="a feed file or an http(s) URL")
     tr.add_argument("--json", action="store_true", help="one JSON object per match")
 
+    health = sub.add_parser(
+        "health", help="exit 0 if a feedwatch process on this host has a fresh heartbeat"
+    )
+    _config_arg(health)
+    health.add_argument(
+        "--any-host",
+        action="store_true",
+        help="accept a heartbeat from any host, not only this one",
+    )
+
     dlq = sub.add_parser("dlq", help="inspect and replay dead-lettered alerts")
     _config_arg(dlq)
     dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
@@ -171,7 +181,50 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "test-rule": cmd_test_rule, "dlq": cmd_dlq}
+def cmd_health(args: argparse.Namespace) -> int:
+    """Docker HEALTHCHECK: is there a live heartbeat key (it expires ~30 s after the last beat)?
+
+    Never starts an embedded Redis: with no server running there is no healthy daemon.
+    """
+    import socket
+
+    import redis
+
+    from daemon.embedded import EmbeddedRedis
+    from daemon.keys import Keys
+
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
+    url = config.redis or EmbeddedRedis(config.state_dir).running_url()
+    if url is None:
+        print("unhealthy: the embedded Redis is not running", file=sys.stderr)
+        return EXIT_PROBLEMS
+    host = "*" if args.any_host else socket.gethostname()
+    pattern = Keys(config.prefix).heartbeat(f"{host}-*")
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        alive = [k.decode() for k in client.scan_iter(match=pattern, count=1000)]
+        client.close()
+    except redis.RedisError as e:
+        print(f"unhealthy: Redis unreachable: {type(e).__name__}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if not alive:
+        print("unhealthy: no fresh heartbeat", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"healthy: {len(alive)} instance(s)")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "health": cmd_health,
+    "check": cmd_check,
+    "test-rule": cmd_test_rule,
+    "dlq": cmd_dlq,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,8 @@ def test_run_delivers_then_sigterm_drains_and_exits_zero(
         line = _first_stdout_line(proc, timeout=60)
         assert line, "no alert printed"
         assert json.loads(line)["rule_id"] == "kursk"
+        health = fw.run("health")
+        assert health.code == 0 and "healthy: 1 instance" in health.stdout, health.stderr
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -49,6 +51,7 @@ def test_run_delivers_then_sigterm_drains_and_exits_zero(
             proc.wait()
     assert proc.returncode == 0, err
     assert "shutdown" in err and "stopped" in err
+    assert fw.run("health").code == 1  # the heartbeat is removed on a clean stop
 
 
 def test_invalid_config_does_not_start(fw: Feedwatch) -> None:
