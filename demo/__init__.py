@@ -1,0 +1,3 @@
+"""The feedwatch demo: sample feeds (``demo/feeds``), a local feed server and ``make demo``."""
+
+from __future__ import annotations
