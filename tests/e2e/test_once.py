@@ -66,13 +66,22 @@ def test_new_feed_backfill_limits_first_poll(fw: Feedwatch, feed_server: FeedSer
 
 
 def test_bad_feeds_do_not_stop_the_others(fw: Feedwatch, feed_server: FeedServer) -> None:
-    """404, HTML, garbage and a refused entity bomb are per-feed errors; the good feed alerts."""
+    """Every kind of bad feed is a per-feed error with the feed's name; the good feed alerts."""
+    fw.config["fetch"] = {"deadline": "2s", "max_bytes": "1MiB", "max_redirects": 3}
     feed_server.set("/good.xml", rss([E1]))
     feed_server.fail("/gone.xml", 404)
+    feed_server.fail("/gone410.xml", 410)
+    feed_server.fail("/boom.xml", 500)
     feed_server.set(
         "/page.html", b"<html><body><p>Not a feed</p></body></html>", content_type="text/html"
     )
     feed_server.set("/garbage.xml", b"\x00\x01 not xml at all <<<")
+    feed_server.set("/empty.xml", b"")
+    feed_server.set("/huge.xml", b"<rss>" + b" " * (2 * 2**20) + b"</rss>")
+    feed_server.gzip_bomb("/bomb.xml", 200 * 2**20)
+    feed_server.redirect("/loop1.xml", "/loop2.xml")
+    feed_server.redirect("/loop2.xml", "/loop1.xml")
+    feed_server.slow("/drip.xml", rss([E1]), chunk=1, interval=0.5)
     lol = (
         b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
         + b"".join(
@@ -83,20 +92,35 @@ def test_bad_feeds_do_not_stop_the_others(fw: Feedwatch, feed_server: FeedServer
         + b']><rss version="2.0"><channel><title>&b8;</title></channel></rss>'
     )
     feed_server.set("/lol.xml", lol)
-    for name, path in [
-        ("good", "/good.xml"),
-        ("gone", "/gone.xml"),
-        ("page", "/page.html"),
-        ("garbage", "/garbage.xml"),
-        ("lol", "/lol.xml"),
-    ]:
+    expected = {
+        "gone": "error:http", "gone410": "error:http", "boom": "error:http",
+        "page": "error:parse", "garbage": "error:parse", "empty": "error:parse",
+        "huge": "error:too_large", "bomb": "error:too_large", "loop": "error:redirects",
+        "drip": "error:deadline", "down": "error:connect",
+    }  # fmt: skip
+    for name in ["good", "lol", *expected]:
+        path = {"loop": "/loop1.xml", "page": "/page.html"}.get(name, f"/{name}.xml")
         fw.add_feed(name, feed_server.url(path))
-    fw.add_feed("down", "http://127.0.0.1:9/nothing.xml")
+    fw.config["feeds"][-1]["url"] = "http://127.0.0.1:9/nothing.xml"  # "down": nothing listens
     run = fw.run(timeout=120)
     assert run.code == 0, run.stderr
     assert ids(run.alerts()) == [("kursk", E1.title)]
-    for name in ("gone", "page", "garbage", "down"):
-        assert f"feed={name} outcome=error:" in run.stderr, (name, run.stderr)
+    for name, outcome in expected.items():
+        assert f"feed={name} outcome={outcome}" in run.stderr, (name, run.stderr)
+    assert "feed=lol outcome=error:parse" in run.stderr or "feed=lol outcome=ok" in run.stderr
+
+
+def test_roles_split_publish_and_delivery(fw: Feedwatch, feed_server: FeedServer) -> None:
+    """--role poller publishes without delivering; --role notifier delivers what is waiting."""
+    feed_server.set("/news.xml", rss([E1, E3]))
+    fw.add_feed("news", feed_server.url("/news.xml"))
+    poller = fw.run("run", "--once", "--role", "poller")
+    assert poller.code == 0, poller.stderr
+    assert poller.alerts() == []
+    notifier = fw.run("run", "--once", "--role", "notifier")
+    assert notifier.code == 0, notifier.stderr
+    assert ids(notifier.alerts()) == [("dprk-troops", E3.title), ("kursk", E1.title)]
+    assert fw.run("run", "--once", "--role", "notifier").alerts() == []
 
 
 def test_conditional_get_and_unchanged_body_cost_no_parse(
