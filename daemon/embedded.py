@@ -56,12 +56,14 @@ class EmbeddedRedis:
     object started it. ``persistent=False`` keeps everything in memory (tests).
     """
 
-    def __init__(self, state_dir: Path | str, *, persistent: bool = True) -> None:
+    def __init__(
+        self, state_dir: Path | str, *, persistent: bool = True, port: int | None = None
+    ) -> None:
         self.dir = Path(state_dir).resolve() / "redis"
         self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
         self.url: str | None = None
-        self.port: int | None = None
+        self.port: int | None = port
 
     @property
     def _info_file(self) -> Path:
@@ -83,7 +85,7 @@ class EmbeddedRedis:
             self.url = url
             return url
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = self.port or _free_port()
         args = [
             str(server_binary()),
             "--port",

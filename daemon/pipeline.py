@@ -29,6 +29,7 @@ from daemon.logging import log
 from daemon.match import Matcher, RuleMatch
 from daemon.parsing import ParsePool
 from daemon.publish import Publisher, alert_id
+from daemon.sentinel import StateGuard
 from daemon.store import Commit, FeedStore
 from daemon.types import Caching, Item
 
@@ -96,7 +97,7 @@ class Poller:
         default_notify: Sequence[str],
         max_backoff: float,
         clock: Clock = utc_now,
-        baseline: Callable[[str], bool] = lambda feed: False,
+        guard: StateGuard | None = None,
         max_in_flight: int = 64,
     ) -> None:
         self.feeds = dict(feeds)
@@ -108,7 +109,7 @@ class Poller:
         self.default_notify = tuple(default_notify)
         self.max_backoff = max_backoff
         self.clock = clock
-        self.baseline = baseline
+        self.guard = guard
         self._tasks: dict[str, asyncio.Task[PollResult]] = {}
         self._slots = asyncio.Semaphore(max_in_flight)
         self.on_result: list[Callable[[PollResult], None]] = []
@@ -190,6 +191,9 @@ class Poller:
         name = feed.name
         try:
             state = await self.store.load(name)
+            if self.guard is not None and not state.polled_before:
+                # No state for this feed: new feed, or Redis lost everything? (cheap GET)
+                await self.guard.check("poll")
         except StoreError as e:
             return PollResult(
                 feed=name, outcome="error:store", error=str(e), duration=time.perf_counter() - start
@@ -229,7 +233,7 @@ class Poller:
                 first_poll=not state.polled_before,
                 backfill=feed.backfill,
                 now=now,
-                baseline=self.baseline(name),
+                baseline=self.guard is not None and self.guard.baseline(name),
             )
             matcher = self.matcher()
             alerts = [
@@ -239,6 +243,8 @@ class Poller:
             ]
             published = await self.publisher.publish(alerts)
             entry_ids = tuple(p.entry_id for p in published if p.entry_id)
+            if self.guard is not None:
+                self.guard.done(name)
             return await self._finish(
                 feed,
                 start,

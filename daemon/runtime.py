@@ -44,6 +44,7 @@ from daemon.pipeline import Poller
 from daemon.publish import Publisher
 from daemon.reload import RuleHolder
 from daemon.scheduling import FeedScheduler
+from daemon.sentinel import StateGuard
 from daemon.store import FeedStore
 
 logger = logging.getLogger("daemon.runtime")
@@ -125,6 +126,7 @@ class Daemon:
         self.poller: Poller | None = None
         self.scheduler: FeedScheduler | None = None
         self.consumer: Consumer | None = None
+        self.guard: StateGuard | None = None
 
     @property
     def polls(self) -> bool:
@@ -152,6 +154,14 @@ class Daemon:
             workers = config.polling.parse_workers or None
             parser = ParsePool(workers)
             self._stack.callback(parser.close)
+            self.guard = StateGuard(
+                self.redis,
+                self.keys,
+                state_dir=config.state_dir,
+                redis_url=config.redis,
+                feeds=[f.name for f in config.feeds],
+            )
+            await self.guard.start()
             self.poller = Poller(
                 feeds={f.name: f for f in config.feeds},
                 fetcher=fetcher,
@@ -163,6 +173,7 @@ class Daemon:
                 parser=parser,
                 default_notify=config.defaults.notify,
                 max_backoff=config.polling.max_backoff,
+                guard=self.guard,
             )
         if self.delivers:
             http = await self._stack.enter_async_context(
@@ -303,6 +314,8 @@ class Daemon:
         while not self.stop.is_set():
             with contextlib.suppress(Exception):
                 await self.redis.set(key, self.role, ex=int(HEARTBEAT_EVERY * 3))
+                if self.guard is not None:
+                    await self.guard.check("heartbeat")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), HEARTBEAT_EVERY)
         with contextlib.suppress(Exception):
