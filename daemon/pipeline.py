@@ -30,10 +30,13 @@ from daemon.match import Matcher, RuleMatch
 from daemon.parsing import ParsePool
 from daemon.publish import Publisher, alert_id
 from daemon.sentinel import StateGuard
-from daemon.store import Commit, FeedStore
+from daemon.store import Commit, FeedStore, Leases
 from daemon.types import Caching, Item
 
 logger = logging.getLogger("daemon.poll")
+# A scheduled poll is skipped when the feed was polled less than this fraction of its interval
+# ago (by another process). APScheduler's jitter can bring two ticks 0.8 intervals apart.
+FRESH_FRACTION = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,8 @@ class Poller:
         max_backoff: float,
         clock: Clock = utc_now,
         guard: StateGuard | None = None,
+        leases: Leases | None = None,
+        lease_ttl: float = 120.0,
         max_in_flight: int = 64,
     ) -> None:
         self.feeds = dict(feeds)
@@ -110,6 +115,8 @@ class Poller:
         self.max_backoff = max_backoff
         self.clock = clock
         self.guard = guard
+        self.leases = leases
+        self.lease_ttl = lease_ttl
         self._tasks: dict[str, asyncio.Task[PollResult]] = {}
         self._slots = asyncio.Semaphore(max_in_flight)
         self.on_result: list[Callable[[PollResult], None]] = []
@@ -120,7 +127,7 @@ class Poller:
         if name in self._tasks or name not in self.feeds:
             return False
         task = asyncio.get_running_loop().create_task(
-            self.poll(self.feeds[name]), name=f"poll:{name}"
+            self.poll(self.feeds[name], scheduled=True), name=f"poll:{name}"
         )
         self._tasks[name] = task
         task.add_done_callback(self._forget)
@@ -153,13 +160,30 @@ class Poller:
         return list(await asyncio.gather(*(self.poll(self.feeds[n]) for n in todo)))
 
     # -- one poll ----------------------------------------------------------------------------
-    async def poll(self, feed: FeedConfig) -> PollResult:
+    async def poll(self, feed: FeedConfig, *, scheduled: bool = False) -> PollResult:
+        """Poll one feed. ``scheduled`` polls (the scheduler's ticks) are skipped when another
+        process polled the feed within this interval or is polling it now (scale-out on one
+        Redis); an explicit poll (``run --once``) always polls, backoff permitting."""
         async with self._slots:
             start = time.perf_counter()
+            leased = False
+            result: PollResult | None = None
             try:
-                result = await self._poll(feed, start)
+                if self.leases is not None:
+                    leased = await self.leases.acquire(feed.name, self.lease_ttl)
+                    if not leased:
+                        result = PollResult(feed=feed.name, outcome="leased")
+                if result is None:
+                    result = await self._poll(feed, start, scheduled=scheduled)
             except asyncio.CancelledError:
                 raise
+            except StoreError as e:
+                result = PollResult(
+                    feed=feed.name,
+                    outcome="error:store",
+                    error=str(e),
+                    duration=time.perf_counter() - start,
+                )
             except Exception as e:  # a bug, not a feed problem: report it, never stop the loop
                 logger.critical("unexpected error polling %s", feed.name, exc_info=True)
                 result = PollResult(
@@ -168,10 +192,14 @@ class Poller:
                     error=f"{type(e).__name__}: {e}",
                     duration=time.perf_counter() - start,
                 )
+            finally:
+                if leased and self.leases is not None:
+                    await self.leases.release(feed.name)
+        skipped = result.outcome in ("leased", "fresh")
         log(
             logger,
             "poll",
-            level=logging.WARNING if result.error else logging.INFO,
+            level=logging.DEBUG if skipped else logging.WARNING if result.error else logging.INFO,
             feed=result.feed,
             outcome=result.outcome,
             status=result.status,
@@ -187,7 +215,7 @@ class Poller:
             cb(result)
         return result
 
-    async def _poll(self, feed: FeedConfig, start: float) -> PollResult:
+    async def _poll(self, feed: FeedConfig, start: float, *, scheduled: bool) -> PollResult:
         name = feed.name
         try:
             state = await self.store.load(name)
@@ -201,6 +229,14 @@ class Poller:
         now = self.clock()
         if state.next_after and now.timestamp() < state.next_after:
             return PollResult(feed=name, outcome="backoff", duration=time.perf_counter() - start)
+        if (
+            scheduled
+            and state.last_poll is not None
+            and state.error_streak == 0
+            and now.timestamp() - state.last_poll < feed.interval * FRESH_FRACTION
+        ):
+            # Another process on this Redis polled it within this interval.
+            return PollResult(feed=name, outcome="fresh", duration=time.perf_counter() - start)
 
         try:
             fetched = await self.fetcher.fetch(name, feed.url, state.caching)

@@ -45,7 +45,7 @@ from daemon.publish import Publisher
 from daemon.reload import RuleHolder
 from daemon.scheduling import FeedScheduler
 from daemon.sentinel import StateGuard
-from daemon.store import FeedStore
+from daemon.store import FeedStore, Leases
 
 logger = logging.getLogger("daemon.runtime")
 ROLES = ("all", "poller", "notifier")
@@ -174,6 +174,10 @@ class Daemon:
                 default_notify=config.defaults.notify,
                 max_backoff=config.polling.max_backoff,
                 guard=self.guard,
+                leases=Leases(self.redis, self.keys, self.identity),
+                # Longer than any poll can take (fetch deadline + parse), so a lease only
+                # outlives its poll when the process died: then it expires on its own.
+                lease_ttl=max(60.0, 3 * config.fetch.deadline),
             )
         if self.delivers:
             http = await self._stack.enter_async_context(
@@ -193,6 +197,7 @@ class Daemon:
                     notifier=notifier,
                     min_severity=nc.min_severity,
                     max_attempts=nc.max_attempts,
+                    digest=nc.digest,
                 )
             settings = delivery_settings(config)
             dispatcher = Dispatcher(self.redis, self.keys, runtimes, settings)
@@ -225,6 +230,8 @@ class Daemon:
                 # Everything in the stream up to now: the alerts this run raised, and any an
                 # earlier run left pending (e.g. it was killed before acknowledging them).
                 await self.consumer.drain(until_ids=None)
+                # Digests too, due or not: a cron run delivers before it exits.
+                await self.consumer.flush_digests()
         finally:
             self.stop.set()
             if consumer_task is not None:

@@ -141,5 +141,37 @@ class FeedStore:
             raise StoreError(f"cannot write state of feed {feed}: {e}") from e
 
 
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Leases:
+    """Per-feed leases (``SET NX PX``) so several processes never poll one feed at once."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, owner: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.owner = owner
+        self._release = redis.register_script(_RELEASE)
+
+    async def acquire(self, feed: str, ttl: float) -> bool:
+        try:
+            got = await self.redis.set(
+                self.keys.lease(feed), self.owner, nx=True, px=max(1, int(ttl * 1000))
+            )
+        except RedisError as e:
+            raise StoreError(f"cannot take the lease of feed {feed}: {e}") from e
+        return bool(got)
+
+    async def release(self, feed: str) -> None:
+        """Release our lease (only ours: it may have expired and been taken since)."""
+        try:
+            await asyncio.shield(self._release(keys=[self.keys.lease(feed)], args=[self.owner]))
+        except RedisError:
+            pass  # it expires by itself
+
+
 def epoch_to_dt(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch else None

@@ -142,3 +142,29 @@ async def test_submit_never_overlaps_and_drain_waits(
     assert await poller.drain(0.05) is False
     release.set()
     assert await poller.drain(5) is True and poller.in_flight == 0
+
+
+async def test_scale_out_leases_and_freshness(
+    rig: tuple[Poller, Clock, aioredis.Redis], feed_server: FeedServer
+) -> None:
+    """Two processes on one Redis: a feed held by the other is 'leased', one polled by the
+    other within the interval is 'fresh'; an explicit poll (run --once) still polls."""
+    from daemon.store import Leases
+
+    poller, clock, r = rig
+    keys = Keys("pt")
+    poller.leases = Leases(r, keys, "me")
+    feed_server.set("/a.xml", feed("Weather", when=clock.now))
+    other = Leases(r, keys, "other")
+    assert await other.acquire("a", 60)
+    assert (await poller.poll(poller.feeds["a"], scheduled=True)).outcome == "leased"
+    assert feed_server.hits("/a.xml") == 0
+    await other.release("a")
+    assert (await poller.poll(poller.feeds["a"], scheduled=True)).outcome == "ok"
+    assert await r.get(keys.lease("a")) is None  # released after the poll
+    clock.advance(30)  # half the interval: polled recently (as if by another process)
+    assert (await poller.poll(poller.feeds["a"], scheduled=True)).outcome == "fresh"
+    assert (await poller.poll(poller.feeds["a"])).outcome == "unchanged"
+    clock.advance(45)
+    assert (await poller.poll(poller.feeds["a"], scheduled=True)).outcome == "unchanged"
+    assert feed_server.hits("/a.xml") == 3
