@@ -13,7 +13,10 @@
 4. runs a janitor every ``claim_after / 2`` seconds that first *touches* the entries this
    consumer holds (``XCLAIM … JUSTID`` to itself, resetting their idle time, so a delivery that
    retries for minutes is not stolen) and then claims entries idle for more than
-   ``claim_after`` from consumers that died (``XAUTOCLAIM … JUSTID``) and delivers them.
+   ``claim_after`` from consumers that died (``XAUTOCLAIM … JUSTID``) and delivers them;
+5. runs the digest flusher (``alerts/digest_flush.py``) when a notifier has ``digest`` set (or
+   a buffer was left behind). It stops with the consumer without forcing a flush (the buffers
+   are durable); ``flush_digests()`` sends every buffer now (``run --once``).
 
 Failures never end the loop: NOGROUP (Redis restarted empty, stream deleted) re-creates the
 group; connection errors are logged and retried with capped backoff; an entry whose delivery
@@ -39,6 +42,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.backoff import backoff
+from alerts.digest_flush import DigestFlusher, FlushResult
 from alerts.dispatch import DeliverySettings, Dispatcher, committed
 from alerts.wire import Alert
 from daemon.clock import Clock, utc_now
@@ -100,6 +104,7 @@ class Consumer:
         *,
         name: str | None = None,
         clock: Clock = utc_now,
+        flusher: DigestFlusher | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -113,6 +118,9 @@ class Consumer:
         self._stop = asyncio.Event()
         self._autoclaim = redis.register_script(_AUTOCLAIM)
         self._touch_script = redis.register_script(_TOUCH)
+        self.flusher = flusher or DigestFlusher(dispatcher)
+        self._flusher_stop = asyncio.Event()
+        self._flusher_task: asyncio.Task[None] | None = None
 
     # -- group -----------------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -151,14 +159,21 @@ class Consumer:
             return
         structured(log, "consumer-started", consumer=self.name, stream=self.keys.alerts)
         janitor = asyncio.create_task(self._janitor(stop), name=f"janitor-{self.name}")
+        if not self._flusher_stop.is_set():
+            self._flusher_task = asyncio.create_task(
+                self.flusher.run(self._flusher_stop), name=f"digests-{self.name}"
+            )
         try:
             await self._recover_own(stop)
             await self._read_new(stop)
             while self._held:
                 await asyncio.wait(list(self._held.values()))
+            await self._stop_flusher()
         finally:
             janitor.cancel()
             tasks = list(self._held.values())
+            if self._flusher_task is not None:
+                tasks.append(self._flusher_task)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(janitor, *tasks, return_exceptions=True)
@@ -371,6 +386,19 @@ class Consumer:
             structured(log, "claimed", consumer=self.name, entry=entry_id)
             self._submit(entry_id, rows[0][1] if rows else {})
         return len(ids)
+
+    # -- digests ---------------------------------------------------------------------------
+    async def _stop_flusher(self) -> None:
+        """Let the background flusher finish its current pass, then end it."""
+        self._flusher_stop.set()
+        if self._flusher_task is not None:
+            await asyncio.wait([self._flusher_task])
+
+    async def flush_digests(self) -> list[FlushResult]:
+        """Send every digest buffer now, due or not (``run --once``): the background flusher
+        is stopped first, then buffers are sent with retries until sent or dead-lettered."""
+        await self._stop_flusher()
+        return await self.flusher.flush_all()
 
     # -- run --once ------------------------------------------------------------------------
     async def drain(self, *, until_ids: Collection[str] | None = None, poll: float = 0.05) -> None:

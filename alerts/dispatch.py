@@ -11,6 +11,10 @@ For every notifier the alert is routed to, concurrently:
 3. on success, record the notifier in the delivered set (before anything else); on a permanent
    error or when attempts run out, write one dead-letter record (see ``alerts/dlq.py``).
 
+A notifier with a ``digest`` window is not sent to here: the alert is added to its digest
+buffer (``alerts/digest.py``, idempotent) and reported as ``buffered``; the digest flusher
+sends it later and records the delivered marker then.
+
 A routed name that is not a configured notifier is dead-lettered with reason ``config``, never
 dropped silently. Redis failures raise ``StoreError``; the caller then leaves the stream entry
 pending so it is delivered again later.
@@ -30,6 +34,7 @@ from redis.exceptions import RedisError
 
 from alerts.backoff import backoff
 from alerts.base import Notifier
+from alerts.digest import DigestBuffer
 from alerts.dlq import attempts_field, dead_field, dead_record, error_field
 from alerts.wire import Alert, severity_rank
 from daemon.clock import Clock, utc_now
@@ -77,6 +82,7 @@ class NotifierRuntime:
     notifier: Notifier
     min_severity: str = "info"
     max_attempts: int | None = None  # None: DeliverySettings.max_attempts
+    digest: float | None = None  # seconds: buffer alerts into one message per window
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,7 @@ class DeliveryOutcome:
     dead: tuple[str, ...] = ()  # dead-lettered by this call
     skipped: tuple[str, ...] = ()  # delivered or dead-lettered earlier: not sent again
     filtered: tuple[str, ...] = ()  # severity below the notifier's min_severity
+    buffered: tuple[str, ...] = ()  # added to (or already in) the notifier's digest buffer
 
 
 @dataclass
@@ -182,6 +189,7 @@ class Dispatcher:
         self.sleep = sleep
         self.rand = rand
         self.clock = clock
+        self.digests = DigestBuffer(redis, keys)
 
     async def deliver(self, entry_id: bytes | str, alert: Alert) -> DeliveryOutcome:
         """Deliver ``alert`` (read from stream entry ``entry_id``) to each routed notifier.
@@ -195,6 +203,7 @@ class Dispatcher:
         state = await self._state(alert.id)
         skipped: list[str] = []
         filtered: list[str] = []
+        buffered: list[str] = []
         jobs: list[Awaitable[tuple[str, bool]]] = []
         for name in dict.fromkeys(alert.notify):
             runtime = self.notifiers.get(name)
@@ -204,8 +213,12 @@ class Dispatcher:
                 jobs.append(self._unconfigured(source_id, alert, name))
             elif severity_rank(alert.rule.severity) < severity_rank(runtime.min_severity):
                 filtered.append(name)
+            elif runtime.digest is not None:
+                buffered.append(name)
             else:
                 jobs.append(self._send_with_retries(source_id, alert, name, runtime, state))
+        for name in buffered:  # before the sends: a StoreError here leaves the entry pending
+            await self.digests.add(name, source_id, alert, self.clock())
         results = await asyncio.gather(*jobs, return_exceptions=True)
         delivered: list[str] = []
         dead: list[str] = []
@@ -215,7 +228,12 @@ class Dispatcher:
             name, ok = result
             (delivered if ok else dead).append(name)
         return DeliveryOutcome(
-            alert.id, tuple(delivered), tuple(dead), tuple(skipped), tuple(filtered)
+            alert.id,
+            tuple(delivered),
+            tuple(dead),
+            tuple(skipped),
+            tuple(filtered),
+            tuple(buffered),
         )
 
     # -- Redis state ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 
 from alerts import registry
 from alerts.base import NotifierOptions
+from alerts.digest import supports_digest
 from daemon import _yaml
 from daemon.config_models import (
     NOTIFIER_KEYS,
@@ -364,7 +365,11 @@ def _notifiers(data: dict[str, Any], ctx: _Ctx) -> dict[str, NotifierConfig]:
         except PluginError as e:
             ctx.add((*loc, "type"), str(e))
             continue
-        options = _plugin_options(plugin.Options, entry, loc, ctx)
+        digests = supports_digest(plugin)
+        generic = NOTIFIER_KEYS if digests else tuple(k for k in NOTIFIER_KEYS if k != "digest")
+        options = _plugin_options(plugin.Options, entry, loc, ctx, generic)
+        if head is not None and head.digest is not None and not digests:
+            ctx.add((*loc, "digest"), f"notifier type {kind!r} does not support digest")
         if head is None or options is None or len(ctx.problems) > before:
             continue
         out[name] = NotifierConfig(
@@ -373,19 +378,24 @@ def _notifiers(data: dict[str, Any], ctx: _Ctx) -> dict[str, NotifierConfig]:
             min_severity=head.min_severity,
             max_attempts=head.max_attempts,
             options=options,
+            digest=head.digest,
             secrets=ctx.secrets_under(loc),
         )
     return out
 
 
 def _plugin_options(
-    model: type[NotifierOptions], entry: dict[str, Any], loc: Loc, ctx: _Ctx
+    model: type[NotifierOptions],
+    entry: dict[str, Any],
+    loc: Loc,
+    ctx: _Ctx,
+    generic: Sequence[str] = NOTIFIER_KEYS,
 ) -> NotifierOptions | None:
     data = {k: v for k, v in entry.items() if k not in NOTIFIER_KEYS}
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        _report(e, loc, ctx, candidates=[*NOTIFIER_KEYS, *model.model_fields])
+        _report(e, loc, ctx, candidates=[*generic, *model.model_fields])
     except (ValueError, TypeError) as e:  # a plugin validator that raised outside pydantic
         ctx.add(loc, f"invalid options: {e}")
     return None

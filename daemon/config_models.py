@@ -29,12 +29,13 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from alerts.base import NotifierOptions
+from alerts.digest import MAX_WINDOW, MIN_WINDOW
 from daemon.durations import parse_duration, parse_size
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
 MIN_INTERVAL = 1.0
-NOTIFIER_KEYS = ("type", "min_severity", "max_attempts")
+NOTIFIER_KEYS = ("type", "min_severity", "max_attempts", "digest")
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -81,6 +82,20 @@ def _duration(value: Any, *, minimum: float = 0.0) -> float:
 
 def _interval(value: Any) -> float:
     return _duration(value, minimum=MIN_INTERVAL)
+
+
+def _digest(value: Any) -> float:
+    try:
+        seconds = _duration(value)
+    except PydanticCustomError:
+        raise PydanticCustomError(
+            "digest", "expected a duration like '15m' or '1h', got {got}", {"got": show(value)}
+        ) from None
+    if not MIN_WINDOW <= seconds <= MAX_WINDOW:
+        raise PydanticCustomError(
+            "digest", "a digest window must be between 1m and 24h, got {got}", {"got": show(value)}
+        )
+    return seconds
 
 
 def _backfill(value: Any) -> float | None:
@@ -176,6 +191,7 @@ def _lower(value: Any) -> Any:
 Duration = Annotated[float, PlainValidator(_duration)]
 Interval = Annotated[float, PlainValidator(_interval)]
 Backfill = Annotated[float | None, PlainValidator(_backfill)]
+DigestWindow = Annotated[float, PlainValidator(_digest)]
 Size = Annotated[int, PlainValidator(_size)]
 Name = Annotated[str, AfterValidator(_name)]
 Int = Annotated[int, _not_bool("a whole number")]
@@ -276,6 +292,7 @@ class RawNotifierHead(_Strict):
     type: str
     min_severity: Severity = "info"
     max_attempts: Count | None = None
+    digest: DigestWindow | None = None
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -370,13 +387,17 @@ class FeedConfig(_Redacted):
 
 @dataclass(frozen=True, repr=False)
 class NotifierConfig(_Redacted):
-    """One configured notifier instance; ``options`` is a validated ``Options`` of its plugin."""
+    """One configured notifier instance; ``options`` is a validated ``Options`` of its plugin.
+
+    ``digest``: seconds of the digest window (alerts gathered into one message), or None.
+    """
 
     name: str
     type: str
     min_severity: str
     max_attempts: int | None
     options: NotifierOptions
+    digest: float | None = None
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
 

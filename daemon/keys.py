@@ -42,6 +42,27 @@ class Keys:
         """Hash notifier → attempts so far for this alert."""
         return f"{self.tag}:attempts:{alert_id}"
 
+    # -- digests (alerts/digest.py); notifier names hold no ':' so these cannot collide ------
+    def digest(self, notifier: str) -> str:
+        """Hash alert id → buffered record: the alerts waiting for ``notifier``'s next digest."""
+        return f"{self.tag}:digest:{notifier}"
+
+    def digest_since(self, notifier: str) -> str:
+        """Epoch ms at which the first alert of the current buffer arrived (opens the window)."""
+        return f"{self.tag}:digest:{notifier}:since"
+
+    def digest_sending(self, notifier: str) -> str:
+        """Hash alert id → record: the batch taken from the buffer and being sent."""
+        return f"{self.tag}:digest:{notifier}:sending"
+
+    def digest_state(self, notifier: str) -> str:
+        """Hash: ``attempts``, ``error``, ``next_at``, ``dead`` of the batch being sent."""
+        return f"{self.tag}:digest:{notifier}:state"
+
+    def digest_lock(self, notifier: str) -> str:
+        """Owner token (``SET NX PX``): the one flusher allowed to send this notifier's batch."""
+        return f"{self.tag}:digest:{notifier}:lock"
+
     # -- feeds -------------------------------------------------------------------------------
     def feed_state(self, feed: str) -> str:
         """Hash: etag, last_modified, body_hash, error streak, last outcome, next poll…"""
