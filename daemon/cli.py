@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("feed", help="a feed file or an http(s) URL")
     tr.add_argument("--json", action="store_true", help="one JSON object per match")
 
+    status = sub.add_parser("status", help="feeds, delivery and instances, read from Redis")
+    _config_arg(status)
+    status.add_argument("--json", action="store_true", help="one JSON document")
+
     health = sub.add_parser(
         "health", help="exit 0 if a feedwatch process on this host has a fresh heartbeat"
     )
@@ -218,8 +222,30 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from daemon import status
+    from daemon.runtime import RedisConnection
+
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
+
+    async def go() -> dict[str, object]:
+        async with RedisConnection(config) as r:
+            return await status.gather(r, config)
+
+    result = asyncio.run(go())
+    print(json.dumps(result, indent=2, default=str) if args.json else status.format_table(result))
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
+    "status": cmd_status,
     "health": cmd_health,
     "check": cmd_check,
     "test-rule": cmd_test_rule,

@@ -72,6 +72,10 @@ class Keys:
         """Sorted set item id → first-seen epoch: the "is this new?" memory of one feed."""
         return f"{self.tag}:seen:{feed}"
 
+    def new_counts(self, feed: str) -> str:
+        """Hash hour-epoch → new items that hour (for "new in the last 24h")."""
+        return f"{self.tag}:newcount:{feed}"
+
     def lease(self, feed: str) -> str:
         return f"{self.tag}:lease:{feed}"
 

@@ -132,6 +132,9 @@ class FeedStore:
                 pipe.hset(state_key, mapping=mapping)
                 if c.new_count:
                     pipe.hincrby(state_key, "items_seen", c.new_count)
+                    counts = self.keys.new_counts(feed)
+                    pipe.hincrby(counts, str(int(epoch // 3600) * 3600), c.new_count)
+                    pipe.expire(counts, 26 * 3600)
                 if c.present_ids:
                     pipe.zadd(seen_key, dict.fromkeys(c.present_ids, epoch))
                     pipe.zremrangebyscore(seen_key, "-inf", epoch - self.seen_ttl)

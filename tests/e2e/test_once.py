@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from tests.e2e.conftest import Feedwatch, ids
@@ -137,3 +138,23 @@ def test_conditional_get_and_unchanged_body_cost_no_parse(
     assert "feed=same outcome=unchanged" in again.stderr
     assert feed_server.requests[-1].headers.get("if-none-match") in (None, '"v1"')
     assert any(r.headers.get("if-none-match") == '"v1"' for r in feed_server.requests)
+
+
+def test_status_shows_feeds_delivery_and_instances(fw: Feedwatch, feed_server: FeedServer) -> None:
+    """After a run, status lists each feed's outcome, items and new-in-24h, and delivery."""
+    feed_server.set("/news.xml", rss([E1, E2]))
+    feed_server.fail("/bad.xml", 500)
+    fw.add_feed("news", feed_server.url("/news.xml"))
+    fw.add_feed("bad", feed_server.url("/bad.xml"))
+    assert fw.run().code == 0
+    table = fw.run("status")
+    assert table.code == 0, table.stderr
+    lines = {ln.split()[0]: ln for ln in table.stdout.splitlines() if ln.strip()}
+    assert "ok" in lines["news"] and "error:http" in lines["bad"]
+    assert "0 pending" in table.stdout and "0 dead letters" in table.stdout
+    doc = json.loads(fw.run("status", "--json").stdout)
+    news = next(f for f in doc["feeds"] if f["name"] == "news")
+    bad = next(f for f in doc["feeds"] if f["name"] == "bad")
+    assert (news["items_seen"], news["new_24h"], news["error_streak"]) == (2, 2, 0)
+    assert bad["error_streak"] == 1 and bad["next_poll"] > doc["now"]
+    assert doc["delivery"]["pending"] == 0 and doc["delivery"]["lag"] == 0

@@ -1,0 +1,112 @@
+"""``feedwatch status``: what every feed, the delivery stream and the instances are doing.
+
+Everything is read from Redis, so it shows the state of every process on that Redis, running
+or not: per feed the last poll and its outcome, the next poll, the error streak, items seen
+and new in the last 24 h; the delivery group's pending entries and lag; the dead letters; the
+instances whose heartbeat is alive (with their rules' last reload).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from daemon.config import Config
+from daemon.durations import format_duration
+from daemon.keys import Keys
+from daemon.store import FeedStore
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+async def gather(redis: aioredis.Redis, config: Config, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    keys = Keys(config.prefix)
+    store = FeedStore(redis, keys)
+    hour = int(now // 3600) * 3600
+    feeds: list[dict[str, Any]] = []
+    for f in config.feeds:
+        st = await store.load(f.name)
+        counts = await redis.hgetall(keys.new_counts(f.name))
+        new_24h = sum(int(v) for k, v in counts.items() if int(_text(k)) > hour - 24 * 3600)
+        if st.next_after and st.next_after > now:
+            next_poll = st.next_after
+        elif st.last_poll:
+            next_poll = max(now, st.last_poll + f.interval)
+        else:
+            next_poll = None
+        feeds.append({
+            "name": f.name, "interval": f.interval, "last_poll": st.last_poll,
+            "last_ok": st.last_ok, "outcome": st.last_outcome, "error": st.last_error,
+            "error_streak": st.error_streak, "next_poll": next_poll,
+            "items_seen": st.items_seen, "new_24h": new_24h,
+        })  # fmt: skip
+    delivery: dict[str, Any] = {"stream_length": await redis.xlen(keys.alerts)}
+    try:
+        groups = await redis.xinfo_groups(keys.alerts)
+    except ResponseError:
+        groups = []
+    for g in groups:
+        g = {_text(k): v for k, v in g.items()}
+        if _text(g.get("name")) != keys.group:
+            continue
+        last = _text(g.get("last-delivered-id", "0-0"))
+        # Redis 7 reports the lag; 6.2 does not, so count entries after last-delivered-id.
+        lag = g.get("lag")
+        if lag is None:
+            lag = len(await redis.xrange(keys.alerts, f"({last}", "+", count=10_000) or [])
+        delivery.update(consumers=g.get("consumers"), pending=g.get("pending"), lag=lag)
+    delivery["dead_letters"] = await redis.xlen(keys.dead)
+    instances = []
+    async for k in redis.scan_iter(match=keys.heartbeat("*"), count=1000):
+        raw = await redis.get(k)
+        try:
+            beat = json.loads(raw) if raw else {}
+        except ValueError:
+            beat = {"role": _text(raw)}
+        instances.append({"identity": _text(k).rsplit(":", 1)[-1], **beat})
+    return {"now": now, "feeds": feeds, "delivery": delivery, "instances": instances}
+
+
+def _ago(now: float, t: float | None) -> str:
+    if not t:
+        return "never"
+    d = now - t
+    return f"{format_duration(d)} ago" if d >= 0 else f"in {format_duration(-d)}"
+
+
+def format_table(status: dict[str, Any]) -> str:
+    now = status["now"]
+    head = ("FEED", "INTERVAL", "LAST POLL", "OUTCOME", "NEXT POLL", "ERRORS", "SEEN", "NEW 24H")
+    rows = [head] + [
+        (
+            f["name"], format_duration(f["interval"]), _ago(now, f["last_poll"]),
+            f["outcome"] or "-", _ago(now, f["next_poll"]) if f["next_poll"] else "soon",
+            str(f["error_streak"]), str(f["items_seen"]), str(f["new_24h"]),
+        )
+        for f in status["feeds"]
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    d = status["delivery"]
+    lines.append("")
+    lines.append(
+        f"delivery: {d.get('pending', 0)} pending, lag {d.get('lag', 0)}, "
+        f"{d.get('consumers', 0)} consumers, {d['dead_letters']} dead letters "
+        f"(stream length {d['stream_length']})"
+    )
+    alive = status["instances"]
+    lines.append(f"instances alive: {len(alive)}")
+    for i in alive:
+        reload = {True: "ok", False: "FAILED", None: "-"}[i.get("rules_reload_ok")]
+        lines.append(
+            f"  {i['identity']}  role={i.get('role', '?')}  rules={i.get('rules', '?')}"
+            f"  last-reload={reload}  up {format_duration(now - i.get('started', now))}"
+        )
+    return "\n".join(lines)
