@@ -19,7 +19,7 @@ sharing an id, the first is kept.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +37,21 @@ _ELLIPSES = ("[…]", "[...]", "…", "...")
 
 def normalize(parsed: ParsedFeed, feed: str, tags: tuple[str, ...] = ()) -> list[Item]:
     """The items of ``parsed`` for the feed named ``feed`` (see the module docstring)."""
+    return normalize_entries(parsed.entries, feed, parsed.base, tags)
+
+
+def normalize_entries(
+    entries: Iterable[Mapping[str, Any]], feed: str, base: str, tags: tuple[str, ...] = ()
+) -> list[Item]:
+    """The items of feedparser-shaped ``entries`` (links resolve against ``base``), deduplicated.
+
+    Shared by the feedparser path (through ``normalize``) and the lxml fast path
+    (``daemon.fastparse``), which builds entry dicts with the same keys.
+    """
     items: list[Item] = []
     seen: set[str] = set()
-    for entry in parsed.entries:
-        item = entry_item(entry, feed, parsed.base, tags)
+    for entry in entries:
+        item = entry_item(entry, feed, base, tags)
         if item is not None and item.id not in seen:
             seen.add(item.id)
             items.append(item)

@@ -14,6 +14,8 @@ feed of 179 KB built from the seed articles, each item with a 1.3 KB HTML descri
 
 The gain grows with the amount of HTML per item (the sanitiser and the URI resolver re-parse
 every HTML field); ``parse_items``' extra 3.7 ms is mostly ``html_to_text`` over 3.7 KB per item.
+``parse_items`` now tries ``daemon.fastparse`` (lxml) first, which gives the same items for
+well-formed RSS, Atom and RDF about 4.7 times faster, and falls back to the above.
 
 Entity expansion (billion laughs, quadratic blow-up): feedparser's fallback "loose" parser
 expands entities declared in the DOCTYPE's internal subset without any limit (a 0.14 MB feed
@@ -49,6 +51,7 @@ import feedparser
 from feedparser.encodings import convert_to_utf8
 
 from daemon.errors import ParseError
+from daemon.fastparse import read_items
 from daemon.jsonfeed import looks_like_json, read_json_feed
 from daemon.normalize import normalize
 from daemon.text import html_to_text, one_line
@@ -108,12 +111,55 @@ def parse_items(
     url: str,
     tags: tuple[str, ...] = (),
 ) -> list[Item]:
-    """The normalised items of ``body``; raises ParseError. Safe to run in a worker process."""
-    return normalize(parse_feed(feed, body, headers, url), feed, tags)
+    """The normalised items of ``body``; raises ParseError. Safe to run in a worker process.
+
+    Well-formed RSS and Atom go through the lxml fast path (``daemon.fastparse``); whatever it
+    declines goes through feedparser, with the same items either way.
+    """
+    prepared = _prepare(feed, body, headers, url)
+    if isinstance(prepared, ParsedFeed):
+        return normalize(prepared, feed, tags)
+    if prepared.fast:
+        items = read_items(prepared.data, prepared.base, feed, tags)
+        if items is not None:
+            return items
+    return normalize(_feedparse(feed, prepared), feed, tags)
+
+
+def fast_items(
+    feed: str, body: bytes, headers: Mapping[str, str], url: str, tags: tuple[str, ...] = ()
+) -> list[Item] | None:
+    """The fast path alone (tests, benchmarks): its items, or None where it declines."""
+    prepared = _prepare(feed, body, headers, url)
+    if isinstance(prepared, ParsedFeed) or not prepared.fast:
+        return None
+    return read_items(prepared.data, prepared.base, feed, tags)
 
 
 def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
-    """Read ``body`` (fetched from ``url`` with response ``headers``); raises ParseError."""
+    """Read ``body`` (fetched from ``url`` with response ``headers``) with feedparser (or as
+    JSON Feed); raises ParseError."""
+    prepared = _prepare(feed, body, headers, url)
+    if isinstance(prepared, ParsedFeed):
+        return prepared
+    return _feedparse(feed, prepared)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """An XML body after the charset pass and defusing: the bytes feedparser is given."""
+
+    data: bytes
+    hdrs: dict[str, str]
+    base: str
+    problems: list[str]
+    fast: bool  # an encoding was found (feedparser tries its strict parser), nothing defused
+
+
+def _prepare(
+    feed: str, body: bytes, headers: Mapping[str, str], url: str
+) -> ParsedFeed | _Prepared:
+    """A JSON Feed read, or an XML body ready for feedparser; raises ParseError."""
     hdrs = {k.lower(): v for k, v in headers.items()}
     base = _base(url, hdrs.get("content-location"))
     if not body.strip():
@@ -136,6 +182,11 @@ def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> 
     if defused:
         problems.append("entity declarations removed from the DOCTYPE")
     hdrs["content-location"] = base
+    return _Prepared(data, hdrs, base, problems, bool(converted.get("encoding")) and not defused)
+
+
+def _feedparse(feed: str, prepared: _Prepared) -> ParsedFeed:
+    data, hdrs, base, problems = prepared.data, prepared.hdrs, prepared.base, prepared.problems
     try:
         d = feedparser.parse(
             io.BytesIO(data),
