@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--all", action="store_true")
     dd = dsub.add_parser("drop", help="delete dead letters")
     dd.add_argument("ids", nargs="+")
+
+    feeds = sub.add_parser("feeds", help="import feeds from OPML, export them as OPML")
+    fsub = feeds.add_subparsers(dest="feeds_command", metavar="ACTION", required=True)
+    fi = fsub.add_parser("import", help="print a feeds: block from OPML, or append it to a config")
+    fi.add_argument("file", type=Path, help="an OPML file (a feed reader's export)")
+    fi.add_argument("--append-to", type=Path, metavar="CONFIG", help="add the feeds to CONFIG")
+    fi.add_argument("--interval", metavar="DURATION", help="an interval for every feed (10m)")
+    fe = fsub.add_parser("export", help="write the configured feeds as OPML 2.0")
+    _config_arg(fe)
+    fe.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: stdout")
     return parser
 
 
@@ -243,6 +253,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_feeds(args: argparse.Namespace) -> int:
+    from daemon import opml_config
+
+    try:
+        if args.feeds_command == "import":
+            return opml_config.run_import(
+                args.file, append_to=args.append_to, interval=args.interval
+            )
+        return opml_config.run_export(_load(args.config), output=args.output)
+    except ConfigError as e:
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
+
+
 COMMANDS = {
     "run": cmd_run,
     "status": cmd_status,
@@ -250,6 +274,7 @@ COMMANDS = {
     "check": cmd_check,
     "test-rule": cmd_test_rule,
     "dlq": cmd_dlq,
+    "feeds": cmd_feeds,
 }
 
 

@@ -14,6 +14,10 @@ Interpolation: ``${VAR}`` is replaced by the variable's value (a problem if it i
 Defaults that depend on other keys: an omitted (or null) ``notifiers`` means one ``console``
 notifier; an omitted ``defaults.notify`` means ``[console]`` if a notifier of that name exists,
 else ``[]``. Feed names are unique; ``feeds[i]`` in problems counts from 0.
+
+A ``feeds`` entry ``{opml: PATH, interval?, tags?, backfill?}`` brings every feed of an OPML file
+(``daemon.opml``; PATH relative to the config file), each with the entry's overrides and its
+tags followed by the OPML categories. Its names share the uniqueness check with inline feeds.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from daemon.config_models import (
     PollingConfig,
     RawFeed,
     RawNotifierHead,
+    RawOpmlEntry,
     RawTop,
     message_for,
     redact,
@@ -52,6 +57,7 @@ from daemon.config_models import (
     unknown_key,
 )
 from daemon.errors import ConfigError, PluginError, Problem
+from daemon.opml import read_opml
 
 __all__ = [
     "Config",
@@ -126,18 +132,21 @@ class _Ctx:
     tainted: set[Loc] = field(default_factory=set)  # locations holding env values
     broken: set[Loc] = field(default_factory=set)  # locations whose interpolation failed
 
-    def add(self, loc: Loc, message: str, *, at_key: bool = False) -> None:
+    def add(
+        self, loc: Loc, message: str, *, at_key: bool = False, detail: tuple[str, ...] = ()
+    ) -> None:
         if any(loc[: len(b)] == b for b in self.broken):
             return  # already reported; don't pile a validation error on top
         if any(t[: len(loc)] == loc or loc[: len(t)] == t for t in self.tainted):
             message = redact(message, self.all_secrets())
+            detail = tuple(redact(d, self.all_secrets()) for d in detail)
         if not self.located:
             line, col = 0, 0
         elif at_key:
             line, col = _yaml.key_position(self.root, loc)
         else:
             line, col = _yaml.position(self.root, loc)
-        self.problems.append(Problem(self.display, line, col, _where(loc), message))
+        self.problems.append(Problem(self.display, line, col, _where(loc), message, detail))
 
     def all_secrets(self) -> frozenset[str]:
         return frozenset(s for values in self.secrets.values() for s in values)
@@ -264,7 +273,7 @@ def _build(root: Any, ctx: _Ctx, base_dir: Path, source: Path | None) -> Config:
     notifiers = _notifiers(data, ctx)
     if defaults is not None:
         defaults = _resolve_notify(defaults, data, notifiers, ctx)
-    feeds = _feeds(data.get("feeds"), defaults or Defaults(), ctx)
+    feeds = _feeds(data.get("feeds"), defaults or Defaults(), base_dir, ctx)
     if (
         ctx.problems
         or top is None
@@ -298,24 +307,26 @@ def _path(text: str, base_dir: Path) -> Path:
     return Path(os.path.abspath(p if p.is_absolute() else base_dir / p))
 
 
-def _feeds(raw: Any, defaults: Defaults, ctx: _Ctx) -> tuple[FeedConfig, ...]:
+def _feeds(raw: Any, defaults: Defaults, base_dir: Path, ctx: _Ctx) -> tuple[FeedConfig, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
         ctx.add(("feeds",), f"expected a list of feeds, got {show(raw)}")
         return ()
     feeds: list[FeedConfig] = []
-    first: dict[str, int] = {}
+    first: dict[str, str] = {}  # feed name → where it was first defined
     for i, entry in enumerate(raw):
+        if isinstance(entry, dict) and "opml" in entry:
+            feeds += _opml_feeds(entry, i, defaults, base_dir, first, ctx)
+            continue
         name = entry.get("name") if isinstance(entry, dict) else None
         if isinstance(name, str):
             if name in first:
                 ctx.add(
-                    ("feeds", i, "name"),
-                    f"feed name {name!r} is already used by feeds[{first[name]}]",
+                    ("feeds", i, "name"), f"feed name {name!r} is already used by {first[name]}"
                 )
             else:
-                first[name] = i
+                first[name] = f"feeds[{i}]"
         feed = _validate(RawFeed, entry, ("feeds", i), ctx)
         if feed is None:
             continue
@@ -331,6 +342,60 @@ def _feeds(raw: Any, defaults: Defaults, ctx: _Ctx) -> tuple[FeedConfig, ...]:
             )
         )
     return tuple(feeds)
+
+
+def _opml_feeds(
+    entry: dict[str, Any],
+    i: int,
+    defaults: Defaults,
+    base_dir: Path,
+    first: dict[str, str],
+    ctx: _Ctx,
+) -> list[FeedConfig]:
+    """The feeds an ``{opml: PATH}`` entry brings; problems are located at its ``opml`` key."""
+    loc: Loc = ("feeds", i)
+    spec = _validate(RawOpmlEntry, entry, loc, ctx)
+    if spec is None:
+        return []
+    path = _path(spec.opml, base_dir)
+    relative = not Path(spec.opml).expanduser().is_absolute()
+    shown = str(Path(ctx.display).parent / spec.opml) if ctx.located and relative else str(path)
+    try:
+        doc = read_opml(path, shown)
+    except ConfigError as e:
+        (head, *rest) = e.problems
+        if head.line == 0 and not rest:
+            ctx.add((*loc, "opml"), f"OPML file {spec.opml!r}: {head.message}")
+        else:
+            detail = tuple(p.render() for p in e.problems)
+            ctx.add((*loc, "opml"), f"OPML file {spec.opml!r} is not usable", detail=detail)
+        return []
+    if doc.skipped:
+        detail = tuple(p.render() for p in doc.skipped)
+        ctx.add((*loc, "opml"), f"OPML file {spec.opml!r} lists unusable feeds", detail=detail)
+    given = spec.model_fields_set
+    out: list[FeedConfig] = []
+    for feed in doc.feeds:
+        place = f"feeds[{i}].opml ({shown}:{feed.line})"
+        if feed.name in first:
+            ctx.add(
+                (*loc, "opml"),
+                f"feed name {feed.name!r} from {shown}:{feed.line} "
+                f"is already used by {first[feed.name]}",
+            )
+            continue
+        first[feed.name] = place
+        out.append(
+            FeedConfig(
+                name=feed.name,
+                url=feed.url,
+                interval=spec.interval if "interval" in given else defaults.interval,
+                tags=tuple(dict.fromkeys((*spec.tags, *feed.tags))),
+                backfill=spec.backfill if "backfill" in given else defaults.backfill,
+                secrets=ctx.secrets_under(loc),
+            )
+        )
+    return out
 
 
 def _notifiers(data: dict[str, Any], ctx: _Ctx) -> dict[str, NotifierConfig]:

@@ -269,6 +269,12 @@ class RawTop(_Strict):
     log: Any = None
 
 
+def _without_nulls(data: Any, keep: tuple[str, ...]) -> Any:
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if v is not None or k in keep}
+    return data
+
+
 class RawFeed(_Strict):
     """One ``feeds`` entry. Omitted (or null) overrides take the value from ``defaults``."""
 
@@ -281,9 +287,26 @@ class RawFeed(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _drop_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None or k in ("name", "url")}
-        return data
+        return _without_nulls(data, ("name", "url"))
+
+
+class RawOpmlEntry(_Strict):
+    """A ``feeds`` entry bringing every feed of an OPML file; its overrides apply to each."""
+
+    opml: Annotated[str, Field(min_length=1)]
+    interval: Interval = MIN_INTERVAL
+    tags: tuple[str, ...] = ()
+    backfill: Backfill = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        return _without_nulls(data, ("opml",))
+
+
+def is_name(value: str) -> bool:
+    """True if ``value`` is a valid feed or notifier name."""
+    return _NAME.fullmatch(value) is not None
 
 
 class RawNotifierHead(_Strict):
