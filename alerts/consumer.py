@@ -8,8 +8,9 @@
 2. re-reads its OWN pending entries (``XREADGROUP … 0``) left by a previous run under the
    same name, and delivers them;
 3. reads new entries (``>``, ``COUNT``, ``BLOCK``) until ``stop`` is set, keeping at most
-   ``concurrency`` alerts in flight; each entry is XACKed once ``Dispatcher.deliver`` returned
-   (every notifier delivered, dead-lettered, skipped or filtered);
+   ``concurrency`` alerts in flight; ``Dispatcher.deliver(..., ack=True)`` XACKs each entry
+   once every notifier delivered, was dead-lettered, skipped or filtered (in the same Lua step
+   as the last delivered marker when it can: ``alerts/ledger.py``);
 4. runs a janitor every ``claim_after / 2`` seconds that first *touches* the entries this
    consumer holds (``XCLAIM … JUSTID`` to itself, resetting their idle time, so a delivery that
    retries for minutes is not stolen) and then claims entries idle for more than
@@ -114,6 +115,7 @@ class Consumer:
         self.clock = clock
         self._held: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._freed = asyncio.Event()  # set when a held delivery ends, or stop is set
         self._failures = 0
         self._stop = asyncio.Event()
         self._autoclaim = redis.register_script(_AUTOCLAIM)
@@ -159,6 +161,7 @@ class Consumer:
             return
         structured(log, "consumer-started", consumer=self.name, stream=self.keys.alerts)
         janitor = asyncio.create_task(self._janitor(stop), name=f"janitor-{self.name}")
+        waker = asyncio.create_task(self._wake_on(stop), name=f"stop-{self.name}")
         if not self._flusher_stop.is_set():
             self._flusher_task = asyncio.create_task(
                 self.flusher.run(self._flusher_stop), name=f"digests-{self.name}"
@@ -171,7 +174,8 @@ class Consumer:
             await self._stop_flusher()
         finally:
             janitor.cancel()
-            tasks = list(self._held.values())
+            waker.cancel()
+            tasks = [waker, *self._held.values()]
             if self._flusher_task is not None:
                 tasks.append(self._flusher_task)
             for task in tasks:
@@ -248,16 +252,13 @@ class Consumer:
     async def _capacity(self, stop: asyncio.Event) -> int:
         """Free slots (waiting for one while full); 0 once ``stop`` is set."""
         while len(self._held) >= self.settings.concurrency and not stop.is_set():
-            stopper = asyncio.create_task(stop.wait())
-            try:
-                await asyncio.wait(
-                    {stopper, *self._held.values()}, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                stopper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stopper
+            self._freed.clear()
+            await self._freed.wait()  # no task per wait: _submit's callback or _wake_on sets it
         return 0 if stop.is_set() else self.settings.concurrency - len(self._held)
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._freed.set()
 
     # -- one entry -------------------------------------------------------------------------
     def _submit(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
@@ -269,6 +270,7 @@ class Consumer:
         def forget(t: asyncio.Task[None]) -> None:
             if self._held.get(entry_id) is t:
                 del self._held[entry_id]
+            self._freed.set()
 
         task.add_done_callback(forget)
 
@@ -315,8 +317,7 @@ class Consumer:
             )
             await self._ack(entry_id)
             return
-        await self.dispatcher.deliver(entry_id, alert)
-        await self._ack(entry_id)
+        await self.dispatcher.deliver(entry_id, alert, ack=True)  # XACKs after the markers
 
     async def _ack(self, entry_id: str) -> None:
         await committed(lambda: self.redis.xack(self.keys.alerts, self.keys.group, entry_id))

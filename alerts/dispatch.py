@@ -11,6 +11,11 @@ For every notifier the alert is routed to, concurrently:
 3. on success, record the notifier in the delivered set (before anything else); on a permanent
    error or when attempts run out, write one dead-letter record (see ``alerts/dlq.py``).
 
+The Redis records and their Lua steps live in ``alerts/ledger.py``: one round trip reads the
+state and counts the first attempts, one records a success. With ``deliver(..., ack=True)``
+(the consumer) the last notifier's delivered marker carries the stream entry's ``XACK`` in the
+same atomic step; if the last job to end was not a success, the ack follows on its own.
+
 A notifier with a ``digest`` window is not sent to here: the alert is added to its digest
 buffer (``alerts/digest.py``, idempotent) and reported as ``buffered``; the digest flusher
 sends it later and records the delivered marker then.
@@ -26,52 +31,33 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from alerts.backoff import backoff
 from alerts.base import Notifier
 from alerts.digest import DigestBuffer
-from alerts.dlq import attempts_field, dead_field, dead_record, error_field
+from alerts.dlq import dead_field, dead_record
+from alerts.ledger import COMMIT_TIMEOUT, Ledger, State, committed
 from alerts.wire import Alert, severity_rank
 from daemon.clock import Clock, utc_now
-from daemon.errors import NotifyError, StoreError
+from daemon.errors import NotifyError
 from daemon.keys import Keys
 from daemon.logging import log as structured
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-COMMIT_TIMEOUT = 5.0
-"""Seconds a shielded final write (delivered marker, dead letter, XACK) may take."""
-
-
-async def committed(write: Callable[[], Awaitable[T]], *, limit: float = COMMIT_TIMEOUT) -> T:
-    """Run a final write to completion even if the caller is cancelled meanwhile.
-
-    The write runs in its own task bounded by ``limit`` seconds; if the caller is cancelled, we
-    wait (at most ``limit``) for the write to finish, then let the cancellation through. Redis
-    errors and the timeout become ``StoreError``.
-    """
-
-    async def bounded() -> T:
-        try:
-            async with asyncio.timeout(limit):
-                return await write()
-        except (RedisError, TimeoutError) as e:
-            raise StoreError(f"final write failed: {type(e).__name__}: {e}") from e
-
-    task = asyncio.ensure_future(bounded())
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait({task}, timeout=limit)
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: a failure here is moot, we are being cancelled
-        raise
+__all__ = [
+    "COMMIT_TIMEOUT",
+    "DeliveryOutcome",
+    "DeliverySettings",
+    "Dispatcher",
+    "NotifierRuntime",
+    "committed",
+]
 
 
 @dataclass(frozen=True)
@@ -132,28 +118,7 @@ class DeliveryOutcome:
     skipped: tuple[str, ...] = ()  # delivered or dead-lettered earlier: not sent again
     filtered: tuple[str, ...] = ()  # severity below the notifier's min_severity
     buffered: tuple[str, ...] = ()  # added to (or already in) the notifier's digest buffer
-
-
-@dataclass
-class _State:
-    delivered: set[str] = field(default_factory=set)
-    attempts: dict[str, str] = field(default_factory=dict)
-
-    def count(self, name: str) -> int:
-        try:
-            return int(self.attempts.get(attempts_field(name), "0"))
-        except ValueError:
-            return 0
-
-    def is_dead(self, name: str) -> bool:
-        return dead_field(name) in self.attempts
-
-    def last_error(self, name: str) -> NotifyError | None:
-        raw = self.attempts.get(error_field(name))
-        if raw is None:
-            return None
-        reason, _, message = raw.partition("\t")
-        return NotifyError(message, recoverable=True, reason=reason or "unexpected")
+    acked: bool = False  # the stream entry was acknowledged (``deliver(..., ack=True)``)
 
 
 def _text(value: bytes | str) -> str:
@@ -166,6 +131,40 @@ def _as_notify_error(e: Exception, timeout: float) -> NotifyError:
     if isinstance(e, TimeoutError):
         return NotifyError(f"send timed out after {timeout:g}s", recoverable=True, reason="timeout")
     return NotifyError(f"{type(e).__name__}: {e}", recoverable=True, reason="unexpected")
+
+
+class _Completion:
+    """The notifier jobs of one ``deliver(..., ack=True)`` still running: the last one to
+    succeed acknowledges the entry with its delivered marker. A job counts as running until
+    its final write returned, so an ack never overtakes another job's marker."""
+
+    __slots__ = ("acked", "entry_id", "failed", "open")
+
+    def __init__(self, entry_id: str, jobs: int) -> None:
+        self.entry_id = entry_id
+        self.open = jobs
+        self.failed = False
+        self.acked = False
+
+    def take_ack(self) -> str | None:
+        """The entry id to XACK with this job's marker if it is the last job running (and none
+        failed), else None. Called once per successful job, right before its final write."""
+        if self.open == 1 and not self.failed:
+            self.acked = True  # if that write fails, deliver() raises and nothing relies on it
+            return self.entry_id
+        return None
+
+
+async def _tracked(done: _Completion | None, job: Awaitable[T]) -> T:
+    if done is None:
+        return await job
+    try:
+        return await job
+    except BaseException:
+        done.failed = True
+        raise
+    finally:
+        done.open -= 1
 
 
 class Dispatcher:
@@ -190,36 +189,60 @@ class Dispatcher:
         self.rand = rand
         self.clock = clock
         self.digests = DigestBuffer(redis, keys)
+        self.ledger = Ledger(redis, keys, settings.ttl_seconds)
 
-    async def deliver(self, entry_id: bytes | str, alert: Alert) -> DeliveryOutcome:
+    async def deliver(
+        self, entry_id: bytes | str, alert: Alert, *, ack: bool = False
+    ) -> DeliveryOutcome:
         """Deliver ``alert`` (read from stream entry ``entry_id``) to each routed notifier.
 
         Returns once every routed notifier delivered, was dead-lettered, was skipped or
-        filtered out; the entry may then be acknowledged. Raises ``StoreError`` if Redis failed.
+        filtered out; the entry may then be acknowledged. With ``ack=True`` this call
+        acknowledges it (``XACK``): in the same atomic step as the last delivered marker when it
+        can, else right after. Raises ``StoreError`` if Redis failed (nothing acknowledged then).
         """
         source_id = _text(entry_id)
-        if not alert.notify:
+        names = list(dict.fromkeys(alert.notify))
+        if not names:
             log.warning("alert %s (entry %s) is routed to no notifier", alert.id, source_id)
-        state = await self._state(alert.id)
+        rank = severity_rank(alert.rule.severity)
+        wanted = {  # configured and not filtered out: name → runtime
+            name: rt
+            for name in names
+            if (rt := self.notifiers.get(name)) is not None
+            and rank >= severity_rank(rt.min_severity)
+        }
+        # The first attempt of each send is counted in the same round trip as the state read,
+        # unless digest buffers are written first (a failure there must not count a send).
+        limits: dict[str, int] = {}
+        if all(rt.digest is None for rt in wanted.values()):
+            limits = {n: rt.max_attempts or self.settings.max_attempts for n, rt in wanted.items()}
+        state, counted = await self.ledger.prepare(alert.id, limits)
         skipped: list[str] = []
         filtered: list[str] = []
         buffered: list[str] = []
-        jobs: list[Awaitable[tuple[str, bool]]] = []
-        for name in dict.fromkeys(alert.notify):
-            runtime = self.notifiers.get(name)
+        sends: list[str] = []  # unconfigured names too: they are dead-lettered
+        for name in names:
+            runtime = wanted.get(name)
             if name in state.delivered or state.is_dead(name):
                 skipped.append(name)
-            elif runtime is None:
-                jobs.append(self._unconfigured(source_id, alert, name))
-            elif severity_rank(alert.rule.severity) < severity_rank(runtime.min_severity):
+            elif runtime is None and name in self.notifiers:
                 filtered.append(name)
-            elif runtime.digest is not None:
+            elif runtime is not None and runtime.digest is not None:
                 buffered.append(name)
             else:
-                jobs.append(self._send_with_retries(source_id, alert, name, runtime, state))
+                sends.append(name)
         for name in buffered:  # before the sends: a StoreError here leaves the entry pending
             await self.digests.add(name, source_id, alert, self.clock())
-        results = await asyncio.gather(*jobs, return_exceptions=True)
+        done = _Completion(source_id, len(sends)) if ack else None
+        jobs = [
+            _tracked(done, self._send_one(source_id, alert, name, state, counted, done))
+            for name in sends
+        ]
+        if len(jobs) == 1:  # the common case: no task needed to wait for one job
+            results: list[tuple[str, bool] | BaseException] = [await jobs[0]]
+        else:
+            results = await asyncio.gather(*jobs, return_exceptions=True)
         delivered: list[str] = []
         dead: list[str] = []
         for result in results:
@@ -227,6 +250,8 @@ class Dispatcher:
                 raise result
             name, ok = result
             (delivered if ok else dead).append(name)
+        if done is not None and not done.acked:
+            await self.ledger.ack(source_id)
         return DeliveryOutcome(
             alert.id,
             tuple(delivered),
@@ -234,53 +259,8 @@ class Dispatcher:
             tuple(skipped),
             tuple(filtered),
             tuple(buffered),
+            acked=ack,
         )
-
-    # -- Redis state ---------------------------------------------------------------------
-    async def _state(self, alert_id: str) -> _State:
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.smembers(self.keys.delivered(alert_id))
-                pipe.hgetall(self.keys.attempts(alert_id))
-                members, attempts = await pipe.execute()
-        except RedisError as e:
-            raise StoreError(f"cannot read delivery state of alert {alert_id}: {e}") from e
-        return _State(
-            delivered={_text(m) for m in members},
-            attempts={_text(k): _text(v) for k, v in attempts.items()},
-        )
-
-    async def _count_attempt(self, alert_id: str, name: str) -> int:
-        key = self.keys.attempts(alert_id)
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hincrby(key, attempts_field(name), 1)
-                pipe.expire(key, self.settings.ttl_seconds)
-                count, _ = await pipe.execute()
-        except RedisError as e:
-            raise StoreError(f"cannot count an attempt for alert {alert_id}: {e}") from e
-        return int(count)
-
-    async def _remember_error(self, alert_id: str, name: str, err: NotifyError) -> None:
-        try:
-            await self.redis.hset(
-                self.keys.attempts(alert_id),
-                error_field(name),
-                f"{err.reason}\t{err.message}"[:2000],
-            )
-        except RedisError as e:
-            raise StoreError(f"cannot record an error for alert {alert_id}: {e}") from e
-
-    async def _mark_delivered(self, alert_id: str, name: str) -> None:
-        key = self.keys.delivered(alert_id)
-
-        async def write() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.sadd(key, name)
-                pipe.expire(key, self.settings.ttl_seconds)
-                await pipe.execute()
-
-        await committed(write)
 
     async def dead_letter(
         self,
@@ -332,6 +312,22 @@ class Dispatcher:
         )
 
     # -- one notifier ----------------------------------------------------------------------
+    async def _send_one(
+        self,
+        source_id: str,
+        alert: Alert,
+        name: str,
+        state: State,
+        counted: Mapping[str, int],
+        done: _Completion | None,
+    ) -> tuple[str, bool]:
+        runtime = self.notifiers.get(name)
+        if runtime is None:
+            return await self._unconfigured(source_id, alert, name)
+        return await self._send_with_retries(
+            source_id, alert, name, runtime, state, counted.get(name, 0), done
+        )
+
     async def _unconfigured(self, source_id: str, alert: Alert, name: str) -> tuple[str, bool]:
         await self.dead_letter(
             source_id=source_id,
@@ -345,20 +341,32 @@ class Dispatcher:
         return name, False
 
     async def _send_with_retries(
-        self, source_id: str, alert: Alert, name: str, runtime: NotifierRuntime, state: _State
+        self,
+        source_id: str,
+        alert: Alert,
+        name: str,
+        runtime: NotifierRuntime,
+        state: State,
+        counted: int,
+        done: _Completion | None,
     ) -> tuple[str, bool]:
+        """Send with retries; ``counted`` > 0: the first attempt was counted already."""
         limit = runtime.max_attempts or self.settings.max_attempts
         attempts = state.count(name)
         err = state.last_error(name)
         while attempts < limit:
-            attempts = await self._count_attempt(alert.id, name)
+            if counted:
+                attempts, counted = counted, 0
+            else:
+                attempts = await self.ledger.count_attempt(alert.id, name)
             try:
                 async with asyncio.timeout(self.settings.send_timeout):
                     await runtime.notifier.send(alert)
             except Exception as e:  # noqa: BLE001 - any plugin failure is a delivery failure
                 err = _as_notify_error(e, self.settings.send_timeout)
             else:
-                await self._mark_delivered(alert.id, name)
+                ack = done.take_ack() if done is not None else None
+                await self.ledger.mark_delivered(alert.id, name, ack=ack)
                 structured(
                     log,
                     "delivered",
@@ -372,7 +380,7 @@ class Dispatcher:
                 return name, True
             if not err.recoverable or attempts >= limit:
                 break
-            await self._remember_error(alert.id, name, err)
+            await self.ledger.remember_error(alert.id, name, err)
             delay = backoff(
                 attempts,
                 initial=self.settings.backoff_initial,

@@ -21,7 +21,7 @@ For each concurrency, two phases:
   receipt time − ``created``.
 
 Two baselines per concurrency show where the time goes, each half alone in this process:
-**httpx alone** (``n`` workers POSTing the same body through a client built like the daemon's)
+**httpx alone** (``n`` workers POSTing the same body through a client built like a notifier's)
 and **feedwatch without HTTP** (the same publish → Consumer → Dispatcher path with a notifier that
 only records the alert).
 
@@ -56,10 +56,10 @@ from pydantic import SecretStr  # noqa: E402
 
 from alerts.consumer import Consumer  # noqa: E402
 from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime  # noqa: E402
+from alerts.httperrors import notifier_client  # noqa: E402
 from alerts.testing import RecordingNotifier  # noqa: E402
 from alerts.webhook import WebhookNotifier, WebhookOptions  # noqa: E402
 from alerts.wire import Alert, AlertItem, AlertMatch, AlertRule  # noqa: E402
-from daemon import __version__  # noqa: E402
 from daemon.embedded import EmbeddedRedis  # noqa: E402
 from daemon.keys import Keys  # noqa: E402
 from daemon.logging import setup_logging  # noqa: E402
@@ -348,7 +348,7 @@ async def run_concurrency(
     await r.flushall()
     s = DeliverySettings(concurrency=n)
     stop = asyncio.Event()
-    async with daemon_http_client() as http:
+    async with daemon_http_client(n) as http:
         webhook = WebhookNotifier(
             "hook", WebhookOptions(url=SecretStr(hook.url + "/hook")), http=http
         )
@@ -379,7 +379,7 @@ async def baseline_httpx(n: int, count: int, hook: Hook, body: bytes) -> dict[st
     await hook.get("/_reset")
     numbers = iter(range(count))
     me = psutil.Process()
-    async with daemon_http_client() as http:
+    async with daemon_http_client(n) as http:
 
         async def worker() -> None:
             for i in numbers:
@@ -422,13 +422,9 @@ async def baseline_noop(n: int, count: int, url: str) -> dict[str, Any]:
     return {"per_s": round(count / wall), "cpu_us_each": round(cpu / count * 1e6)}
 
 
-def daemon_http_client() -> httpx.AsyncClient:
-    """The notifiers' shared client, built as daemon/runtime.py builds it."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(30.0),
-        follow_redirects=False,
-        headers={"User-Agent": f"feedwatch/{__version__}"},
-    )
+def daemon_http_client(concurrency: int) -> httpx.AsyncClient:
+    """A notifier's client, built as daemon/runtime.py builds it (its own, small pools)."""
+    return notifier_client(connections=concurrency + 1)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -582,7 +578,7 @@ async def amain(args: argparse.Namespace) -> int:
             "steady_rate_wanted": args.rate,
             "publish_batch": BATCH,
             "concurrency": args.concurrency,
-            "notifier": "webhook (alerts/webhook.py), one shared httpx.AsyncClient",
+            "notifier": "webhook (alerts/webhook.py), its own client (httperrors.notifier_client)",
             "logging": "info, text, to a file",
             "alert_bytes": len(sample),
         },
