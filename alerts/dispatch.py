@@ -41,6 +41,7 @@ from alerts.base import Notifier
 from alerts.digest import DigestBuffer
 from alerts.dlq import dead_field, dead_record
 from alerts.ledger import COMMIT_TIMEOUT, Ledger, State, committed
+from alerts.observer import DeliveryObserver, Guarded
 from alerts.wire import Alert, severity_rank
 from daemon.clock import Clock, utc_now
 from daemon.errors import NotifyError
@@ -180,6 +181,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         clock: Clock = utc_now,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -190,6 +192,7 @@ class Dispatcher:
         self.clock = clock
         self.digests = DigestBuffer(redis, keys)
         self.ledger = Ledger(redis, keys, settings.ttl_seconds)
+        self.observer = Guarded(observer)  # alerts/observer.py: metrics hooks, never raise
 
     async def deliver(
         self, entry_id: bytes | str, alert: Alert, *, ack: bool = False
@@ -250,6 +253,8 @@ class Dispatcher:
                 raise result
             name, ok = result
             (delivered if ok else dead).append(name)
+        if delivered and not state.delivered:
+            self.observer.first_delivery(alert, at=self.clock())
         if done is not None and not done.acked:
             await self.ledger.ack(source_id)
         return DeliveryOutcome(
@@ -299,6 +304,7 @@ class Dispatcher:
                 await pipe.execute()
 
         await committed(write)
+        self.observer.dead(notifier, reason=reason)
         structured(
             log,
             "dead-lettered",
@@ -367,6 +373,8 @@ class Dispatcher:
             else:
                 ack = done.take_ack() if done is not None else None
                 await self.ledger.mark_delivered(alert.id, name, ack=ack)
+                now = self.clock()
+                self.observer.delivered(alert, name, attempt=attempts, at=now)
                 structured(
                     log,
                     "delivered",
@@ -375,12 +383,13 @@ class Dispatcher:
                     feed=alert.item.feed,
                     notifier=name,
                     attempt=attempts,
-                    latency_ms=round((self.clock() - alert.created).total_seconds() * 1000, 1),
+                    latency_ms=round((now - alert.created).total_seconds() * 1000, 1),
                 )
                 return name, True
             if not err.recoverable or attempts >= limit:
                 break
             await self.ledger.remember_error(alert.id, name, err)
+            self.observer.retried(alert, name, attempt=attempts, reason=err.reason)
             delay = backoff(
                 attempts,
                 initial=self.settings.backoff_initial,

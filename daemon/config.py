@@ -44,6 +44,7 @@ from daemon.config_models import (
     DeliveryConfig,
     FeedConfig,
     FetchConfig,
+    HttpConfig,
     LogConfig,
     NotifierConfig,
     PollingConfig,
@@ -66,6 +67,7 @@ __all__ = [
     "DeliveryConfig",
     "FeedConfig",
     "FetchConfig",
+    "HttpConfig",
     "LogConfig",
     "NotifierConfig",
     "PollingConfig",
@@ -270,6 +272,7 @@ def _build(root: Any, ctx: _Ctx, base_dir: Path, source: Path | None) -> Config:
     polling = _validate(PollingConfig, data.get("polling"), ("polling",), ctx)
     delivery = _validate(DeliveryConfig, data.get("delivery"), ("delivery",), ctx)
     log = _validate(LogConfig, data.get("log"), ("log",), ctx)
+    http = None if data.get("http") is None else _validate(HttpConfig, data["http"], ("http",), ctx)
     notifiers = _notifiers(data, ctx)
     if defaults is not None:
         defaults = _resolve_notify(defaults, data, notifiers, ctx)
@@ -298,6 +301,7 @@ def _build(root: Any, ctx: _Ctx, base_dir: Path, source: Path | None) -> Config:
         polling=polling,
         delivery=delivery,
         log=log,
+        http=http,
         secrets=ctx.all_secrets(),
     )
 

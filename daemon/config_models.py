@@ -169,6 +169,36 @@ def _feed_url(value: str) -> str:
     return value
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` → ``("127.0.0.1", 9464)``; ``"[::1]:0"`` → ``("::1", 0)``.
+    Raises ValueError."""
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(value)
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    try:
+        split_listen(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "listen",
+            "expected HOST:PORT like '127.0.0.1:9464' (port 0: any free port), got {got}",
+            {"got": show(value)},
+        ) from None
+    return value.strip()
+
+
+def _public_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError("public_url", "expected an http:// or https:// URL with a host")
+    return value
+
+
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -243,6 +273,22 @@ class DeliveryConfig(_Strict):
     delivered_ttl: Duration = 7 * 86400.0
 
 
+class HttpConfig(_Strict):
+    """The health and metrics endpoint (``daemon.http``). ``public_url``: how others reach it
+    (accepted now, used by WebSub later)."""
+
+    listen: Annotated[str, AfterValidator(_listen)]
+    public_url: Annotated[str, AfterValidator(_public_url)] | None = None
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
 class LogConfig(_Strict):
     level: Annotated[
         Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
@@ -267,6 +313,7 @@ class RawTop(_Strict):
     polling: Any = None
     delivery: Any = None
     log: Any = None
+    http: Any = None
 
 
 def _without_nulls(data: Any, keep: tuple[str, ...]) -> Any:
@@ -445,6 +492,7 @@ class Config(_Redacted):
     polling: PollingConfig
     delivery: DeliveryConfig
     log: LogConfig
+    http: HttpConfig | None = None  # None: no HTTP endpoint
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def feed(self, name: str) -> FeedConfig:

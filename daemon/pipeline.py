@@ -55,6 +55,10 @@ class PollResult:
     error: str | None = None
     published: tuple[str, ...] = field(default=())  # stream entry ids of the alerts raised
     overflow: bool = False
+    fetch_seconds: float | None = None  # the fetch alone, when it answered
+    parse_seconds: float | None = None  # the parse alone, when the body was parsed
+    matched: tuple[str, ...] = ()  # a rule id per match (alertable items only)
+    alerted: tuple[str, ...] = ()  # a rule id per alert published (new in the stream)
 
 
 def build_alert(
@@ -239,10 +243,18 @@ class Poller:
             return PollResult(feed=name, outcome="fresh", duration=time.perf_counter() - start)
 
         try:
+            t0 = time.perf_counter()
             fetched = await self.fetcher.fetch(name, feed.url, state.caching)
+            fetch_s = time.perf_counter() - t0
             if fetched.not_modified:
                 return await self._finish(
-                    feed, start, "not_modified", fetched.status, 0, caching=fetched.caching
+                    feed,
+                    start,
+                    "not_modified",
+                    fetched.status,
+                    0,
+                    caching=fetched.caching,
+                    fetch_seconds=fetch_s,
                 )
             if state.polled_before and fetched.caching.body_hash == state.caching.body_hash:
                 return await self._finish(
@@ -252,10 +264,13 @@ class Poller:
                     fetched.status,
                     len(fetched.body),
                     caching=fetched.caching,
+                    fetch_seconds=fetch_s,
                 )
+            t0 = time.perf_counter()
             items = await self.parser.parse(
                 name, fetched.body, fetched.headers, fetched.url, feed.tags
             )
+            parse_s = time.perf_counter() - t0
         except FeedError as e:
             return await self._failed(feed, start, state.error_streak, e)
 
@@ -279,6 +294,8 @@ class Poller:
             ]
             published = await self.publisher.publish(alerts)
             entry_ids = tuple(p.entry_id for p in published if p.entry_id)
+            matched = tuple(a.rule.id for a in alerts)
+            alerted = tuple(p.alert.rule.id for p in published if p.entry_id)
             if self.guard is not None:
                 self.guard.done(name)
             return await self._finish(
@@ -294,6 +311,10 @@ class Poller:
                 alerts=len(entry_ids),
                 published=entry_ids,
                 overflow=decision.overflow,
+                matched=matched,
+                alerted=alerted,
+                fetch_seconds=fetch_s,
+                parse_seconds=parse_s,
             )
         except StoreError as e:
             return PollResult(
@@ -315,6 +336,10 @@ class Poller:
         alerts: int = 0,
         published: tuple[str, ...] = (),
         overflow: bool = False,
+        matched: tuple[str, ...] = (),
+        alerted: tuple[str, ...] = (),
+        fetch_seconds: float | None = None,
+        parse_seconds: float | None = None,
     ) -> PollResult:
         now = self.clock()
         await self.store.commit(
@@ -340,6 +365,10 @@ class Poller:
             duration=time.perf_counter() - start,
             published=published,
             overflow=overflow,
+            fetch_seconds=fetch_seconds,
+            parse_seconds=parse_seconds,
+            matched=matched,
+            alerted=alerted,
         )
 
     async def _failed(

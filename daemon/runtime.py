@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from alerts import registry
 from alerts.consumer import Consumer
@@ -37,10 +38,12 @@ from alerts.httperrors import notifier_client
 from daemon import __version__
 from daemon.config import Config
 from daemon.embedded import EmbeddedRedis
-from daemon.errors import ConfigError, FeedwatchError
+from daemon.errors import ConfigError, FeedwatchError, Problem
 from daemon.fetch import Fetcher, FetchSettings
+from daemon.http import HttpServer, endpoints
 from daemon.keys import Keys
 from daemon.logging import log
+from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.parsing import ParsePool
 from daemon.pipeline import Poller
 from daemon.publish import Publisher
@@ -52,6 +55,7 @@ from daemon.store import FeedStore, Leases
 logger = logging.getLogger("daemon.runtime")
 ROLES = ("all", "poller", "notifier")
 HEARTBEAT_EVERY = 10.0
+READY_PING_TIMEOUT = 1.0
 
 
 def identity() -> str:
@@ -129,6 +133,14 @@ class Daemon:
         self.scheduler: FeedScheduler | None = None
         self.consumer: Consumer | None = None
         self.guard: StateGuard | None = None
+        self.metrics = Metrics(
+            feeds=[f.name for f in config.feeds],
+            notifiers=list(config.notifiers),
+            version=__version__,
+            role=role,
+        )
+        self.http: HttpServer | None = None
+        self._consumer_task: asyncio.Task[None] | None = None
 
     @property
     def polls(self) -> bool:
@@ -181,6 +193,13 @@ class Daemon:
                 # outlives its poll when the process died: then it expires on its own.
                 lease_ttl=max(60.0, 3 * config.fetch.deadline),
             )
+            self.poller.on_result.append(self.metrics.poll)
+            poller = self.poller
+            self.metrics.track(
+                rules=lambda: self.rules.count,
+                reload_ok=lambda: self.rules.last_reload_ok,
+                in_flight=lambda: poller.in_flight,
+            )
         if self.delivers:
             settings = delivery_settings(config)
             runtimes: dict[str, NotifierRuntime] = {}
@@ -201,7 +220,9 @@ class Daemon:
                     max_attempts=nc.max_attempts,
                     digest=nc.digest,
                 )
-            dispatcher = Dispatcher(self.redis, self.keys, runtimes, settings)
+            dispatcher = Dispatcher(
+                self.redis, self.keys, runtimes, settings, observer=self.metrics
+            )
             self.consumer = Consumer(
                 self.redis, self.keys, dispatcher, settings, name=self.identity
             )
@@ -262,6 +283,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.rules.reload, "SIGHUP")
         tasks: list[asyncio.Task[None]] = []
         try:
+            http = await self._serve_http(tasks)  # first: a port in use stops us before polling
             if self.poller is not None:
                 self.scheduler = FeedScheduler(
                     self.poller, self.config.feeds, jitter=self.config.defaults.jitter
@@ -269,7 +291,10 @@ class Daemon:
                 self.scheduler.start()
                 tasks.append(asyncio.create_task(self.rules.watch(self.stop), name="rules"))
             if self.consumer is not None:
-                tasks.append(asyncio.create_task(self.consumer.run(self.stop), name="consumer"))
+                self._consumer_task = asyncio.create_task(
+                    self.consumer.run(self.stop), name="consumer"
+                )
+                tasks.append(self._consumer_task)
             tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
             log(
                 logger,
@@ -280,6 +305,7 @@ class Daemon:
                 notifiers=len(self.config.notifiers),
                 identity=self.identity,
                 version=__version__,
+                http=http,
             )
             await self.stop.wait()
             await self._shutdown(tasks)
@@ -289,6 +315,47 @@ class Daemon:
             for t in tasks:
                 t.cancel()
         return 0
+
+    async def _serve_http(self, tasks: list[asyncio.Task[None]]) -> str | None:
+        """Start the health and metrics endpoint if configured (closed with the daemon's other
+        resources); returns its "host:port"."""
+        if self.config.http is None:
+            return None
+        routes = endpoints(
+            ready=self.readiness, metrics=self.metrics.render, metrics_type=CONTENT_TYPE
+        )
+        listen = self.config.http.listen
+        server = HttpServer(self.config.http.host, self.config.http.port, routes)
+        try:
+            self.http = await self._stack.enter_async_context(server)
+        except OSError as e:  # address in use, not ours, unknown host
+            where = str(self.config.source or "config")
+            msg = f"cannot listen on {listen}: {e.strerror or e}"
+            raise ConfigError([Problem(where, 0, 0, "http.listen", msg)]) from e
+        refresh = self.metrics.refresh_loop(self.redis, self.keys, self.stop)
+        tasks.append(asyncio.create_task(refresh, name="metrics"))
+        return server.url.removeprefix("http://")
+
+    async def readiness(self) -> dict[str, bool]:
+        """What ``/readyz`` checks: Redis answers, and the parts of this role run (the rules
+        are loaded and the scheduler fires; the delivery consumer runs)."""
+        checks = {"redis": await self._redis_answers()}
+        running = not self.stop.is_set()
+        if self.polls:
+            checks["rules"] = self.rules.ruleset is not None
+            checks["scheduler"] = running and self.scheduler is not None and self.scheduler.running
+        if self.delivers:
+            task = self._consumer_task
+            checks["consumer"] = running and task is not None and not task.done()
+        return checks
+
+    async def _redis_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(READY_PING_TIMEOUT):
+                await self.redis.ping()
+        except (RedisError, OSError, TimeoutError):
+            return False
+        return True
 
     async def _shutdown(self, tasks: Sequence[asyncio.Task[None]]) -> None:
         grace = self.config.polling.shutdown_grace
