@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("poll.py", "match.py", "delivery.py", "story.py")
+SCRIPTS = ("poll.py", "match.py", "delivery.py", "story.py", "scale.py")
 
 
 def main(argv: list[str] | None = None) -> int:

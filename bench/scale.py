@@ -1,0 +1,680 @@
+"""Scale benchmark: memory of one daemon with 10,000 feeds; polls/s of one vs three processes.
+
+Both parts run the long-lived daemon (``feedwatch run``, not ``--once``) against the bench feed
+server (bench/feedgen.py, its own process) and read its JSON log lines, time-stamped as they
+arrive here.
+
+* **memory**: one ``feedwatch run`` (embedded Redis under its state_dir) with 10,000 feeds, each
+  its own small feed on the server (10 items). Interval 10m, so the scheduler's first polls
+  (spread over the first 5 s) are the only ones. The process tree's summed RSS (main process,
+  parse workers, redis-server) is sampled from start, through the first pass, then for a steady
+  window; then SIGTERM, which must exit 0.
+* **throughput**: 1,000 feeds x 50 items, one shared redis-server (started here, not persistent),
+  1 process, then 3 processes on a fresh Redis, each ``feedwatch run --role all``. Three stages
+  on the same state: *cold* (interval 10m: the first pass, every feed 200 + parse; each feed
+  must be polled exactly once in all), *steady* (interval 10s: all 304, the rate the schedule
+  asks for, and how close together two polls of one feed came) and *max* (interval 1s: more
+  than the processes can do, all 304: their capacity).
+
+    python bench/scale.py            # everything, about 4-5 minutes
+    python bench/scale.py --quick    # small sizes and short windows, under a minute
+
+Results: a table on stdout and bench/results/scale.json (scale-partial.json for non-default
+arguments, unless --out is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+import redis
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from poll import (  # noqa: E402
+    Server,
+    _busy,
+    _cpu_of,
+    _label,
+    cpu_by_role,
+    feedwatch_cmd,
+    machine,
+    versions,
+)
+
+import daemon  # noqa: E402
+from daemon.embedded import EmbeddedRedis  # noqa: E402
+from daemon.pipeline import FRESH_FRACTION  # noqa: E402
+from daemon.scheduling import START_SPREAD  # noqa: E402
+
+RESULTS = HERE / "results"
+RSS_GOAL_MB = 250.0
+MB = 2**20
+_OUTCOME = re.compile(r'^feedwatch_polls_total\{[^}]*outcome="([^"]+)"[^}]*\}\s+([0-9.eE+]+)')
+
+
+# -- a fleet of daemons and its process trees -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    t: float  # seconds since the fleet was launched, when the log line arrived
+    proc: int
+    feed: str
+    outcome: str
+
+
+class Fleet:
+    """``n`` ``feedwatch run --role all`` processes on one config; stderr parsed as it arrives,
+    every process tree sampled (RSS by role, CPU) every ``every`` seconds."""
+
+    def __init__(self, n: int, config: Path, every: float, logs: Path) -> None:
+        self.t0 = time.perf_counter()
+        self.logs = [logs.with_name(f"{logs.name}-{i}.log") for i in range(n)]
+        self.polls: list[Poll] = []
+        self.started: dict[int, float] = {}
+        self.http: dict[int, str] = {}
+        self.warnings: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()  # poll errors, by message (first 120 characters)
+        self.tails: list[deque[str]] = [deque(maxlen=20) for _ in range(n)]
+        self.samples: list[tuple[float, dict[str, int]]] = []  # t, role -> RSS bytes
+        self.cpu: dict[int, tuple[str, float]] = {}  # pid -> role, CPU seconds
+        self._done = threading.Event()
+        cmd = [*feedwatch_cmd(), "run", "--role", "all", "--config", str(config)]
+        self.procs = [
+            subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+            for _ in range(n)
+        ]
+        self.ps = [psutil.Process(p.pid) for p in self.procs]
+        self._threads = [
+            threading.Thread(target=self._read, args=(i,), daemon=True) for i in range(n)
+        ]
+        self._threads.append(threading.Thread(target=self._sample_loop, args=(every,), daemon=True))
+        for th in self._threads:
+            th.start()
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def _read(self, i: int) -> None:
+        stream = self.procs[i].stderr
+        assert stream is not None
+        with self.logs[i].open("wb") as saved:
+            for raw in stream:
+                saved.write(raw)
+                self._line(i, self.now(), raw.decode(errors="replace").rstrip("\n"))
+
+    def _line(self, i: int, t: float, line: str) -> None:
+        self.tails[i].append(line)
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(rec, dict):
+            return
+        event = str(rec.get("event"))
+        if event == "poll":
+            self.polls.append(Poll(t, i, str(rec.get("feed")), str(rec.get("outcome"))))
+            if rec.get("error"):
+                self.errors[str(rec["error"])[:120]] += 1
+        elif event == "started":
+            self.started[i] = t
+            if rec.get("http"):
+                self.http[i] = str(rec["http"])
+        elif rec.get("level") in ("warning", "error", "critical"):
+            self.warnings[event[:70]] += 1
+
+    def sample(self) -> dict[str, int]:
+        """RSS by role over every process tree, now; updates the CPU figures too."""
+        roles: dict[str, int] = {}
+        for main in self.ps:
+            try:
+                tree = [main, *main.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for p in tree:
+                try:
+                    with p.oneshot():
+                        rss = p.memory_info().rss
+                        t = p.cpu_times()
+                except psutil.Error:
+                    continue
+                role = self.cpu[p.pid][0] if p.pid in self.cpu else _label(p, main)
+                self.cpu[p.pid] = (role, t.user + t.system)
+                roles[role] = roles.get(role, 0) + rss
+        self.samples.append((self.now(), roles))
+        return roles
+
+    def pss(self) -> int:
+        """Summed proportional set size of the trees (shared pages counted once overall)."""
+        total = 0
+        for main in self.ps:
+            try:
+                tree = [main, *main.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for p in tree:
+                try:
+                    total += p.memory_full_info().pss
+                except psutil.Error:
+                    continue
+        return total
+
+    def _sample_loop(self, every: float) -> None:
+        while not self._done.is_set():
+            self.sample()
+            self._done.wait(every)
+
+    def _check_alive(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p.poll() is not None:
+                raise RuntimeError(
+                    f"feedwatch #{i} exited with {p.returncode}:\n" + "\n".join(self.tails[i])
+                )
+
+    def wait_started(self, timeout: float = 90.0) -> float:
+        """Until every process logged ``started``; returns when the last one did."""
+        deadline = time.monotonic() + timeout
+        while len(self.started) < len(self.procs):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every feedwatch started within {timeout:.0f}s")
+            time.sleep(0.02)
+        return max(self.started.values())
+
+    def wait_polls(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.polls) < n:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def outcomes(self) -> dict[str, int]:
+        """Every outcome counted by the processes' /metrics (skips too: leased, fresh)."""
+        total: Counter[str] = Counter()
+        for addr in self.http.values():
+            try:
+                with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if m := _OUTCOME.match(line):
+                    total[m.group(1)] += int(float(m.group(2)))
+        return dict(sorted(total.items()))
+
+    def stop(self, timeout: float = 30.0) -> tuple[list[int | None], float]:
+        """SIGTERM every process; exit codes (None: had to be killed) and the slowest exit."""
+        t = time.perf_counter()
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes: list[int | None] = []
+        for p in self.procs:
+            try:
+                codes.append(p.wait(max(0.1, timeout - (time.perf_counter() - t))))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                codes.append(None)
+        took = time.perf_counter() - t
+        self._done.set()
+        for th in self._threads:
+            th.join(5)
+        return codes, round(took, 2)
+
+    def cpu_s(self) -> float:
+        return round(sum(s for _, s in self.cpu.values()), 1)
+
+
+def mb(n: float) -> float:
+    return round(n / MB, 1)
+
+
+def write_config(
+    tmp: Path, server: Server, n: int, interval: str, *, redis: str | None, http: bool
+) -> Path:
+    config: dict[str, Any] = {
+        "state_dir": str(tmp / "state"),
+        "rules": [str(REPO / "rules")],
+        "defaults": {"notify": ["null-out"], "backfill": "none", "interval": interval},
+        "feeds": [{"name": f"f{i:04d}", "url": server.url(i)} for i in range(n)],
+        "notifiers": {"null-out": {"type": "console", "format": "json", "stream": "stderr"}},
+        "log": {"level": "info", "format": "json"},
+    }
+    if redis is not None:
+        config["redis"] = redis
+    if http:
+        config["http"] = {"listen": "127.0.0.1:0"}
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / f"feedwatch-{interval}.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+class Load:
+    """Busy CPU seconds of the machine that went to anything but what this benchmark runs."""
+
+    def __init__(self, *ours: psutil.Process | None) -> None:
+        self.ours = [*ours, psutil.Process()]
+        self.busy = _busy()
+        self.cpu = [_cpu_of(p) for p in self.ours]
+
+    def other(self, fleet_cpu: float) -> float:
+        mine = sum(_cpu_of(p) - c for p, c in zip(self.ours, self.cpu, strict=True))
+        return round(max(0.0, _busy() - self.busy - mine - fleet_cpu), 1)
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+
+def memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    print(f"memory: {args.mem_feeds:,} feeds x {args.mem_items} items, one process", flush=True)
+    server = Server(args.mem_feeds, args.mem_items)
+    try:
+        config = write_config(tmp, server, args.mem_feeds, "10m", redis=None, http=False)
+        load = Load(server.ps)
+        fleet = Fleet(1, config, every=0.2, logs=tmp / "memory")
+        try:
+            t_started = fleet.wait_started()
+            at_start, polls_at_start, pss_start = fleet.sample(), len(fleet.polls), fleet.pss()
+            complete = fleet.wait_polls(args.mem_feeds, args.mem_timeout)
+            t_pass = fleet.now()
+            time.sleep(args.steady)
+            pss_end, t_end = fleet.pss(), fleet.now()
+            stats = server.control("/_stats")
+        finally:
+            codes, stop_s = fleet.stop()  # SIGTERM: the daemon must exit 0
+        other = load.other(fleet.cpu_s())
+    finally:
+        server.close()
+    totals = [(t, sum(r.values()), r) for t, r in fleet.samples]
+    peak_t, peak, peak_roles = max(totals, key=lambda x: x[1])
+    steady = [x for x in totals if t_pass <= x[0] <= t_end]
+    steady_mb = mb(statistics.median(x[1] for x in steady)) if steady else None
+    result = {
+        "feeds": args.mem_feeds,
+        "items_per_feed": args.mem_items,
+        "feed_urls": "one distinct feed per URL (/f0000.xml ... on the bench server)",
+        "interval": "10m",
+        "started_s": round(t_started, 2),
+        "rss_at_start_mb": mb(sum(at_start.values())),
+        "rss_at_start_by_role_mb": {k: mb(v) for k, v in at_start.items()},
+        "polls_done_at_start": polls_at_start,
+        "pss_at_start_mb": mb(pss_start),
+        "first_pass_complete": complete,
+        "first_pass_s": round(t_pass - t_started, 1),
+        "polls": len(fleet.polls),
+        "outcomes": dict(Counter(p.outcome for p in fleet.polls)),
+        "peak_rss_mb": mb(peak),
+        "peak_at_s": round(peak_t, 1),
+        "peak_by_role_mb": {k: mb(v) for k, v in peak_roles.items()},
+        "steady_window_s": args.steady,
+        "steady_rss_mb": steady_mb,
+        "steady_by_role_mb": {k: mb(v) for k, v in steady[-1][2].items()} if steady else {},
+        "pss_steady_mb": mb(pss_end),
+        "server": {k: stats[k] for k in ("requests", "200", "304", "404", "connections")},
+        "cpu_s": fleet.cpu_s(),
+        "cpu_by_role_s": cpu_by_role(fleet.cpu),
+        "other_cpu_s": other,
+        "exit_code": codes[0],
+        "sigterm_to_exit_s": stop_s,
+        "warnings": dict(fleet.warnings.most_common(5)),
+        "poll_errors": dict(fleet.errors.most_common(5)),
+        "goal_rss_mb": RSS_GOAL_MB,
+    }
+    result["goal_met"] = max(result["peak_rss_mb"], steady_mb or 0.0) <= RSS_GOAL_MB
+    if codes[0] != 0 or not complete:
+        result["error"] = "\n".join(fleet.tails[0])
+    return result
+
+
+# -- throughput -------------------------------------------------------------------------------
+
+
+class SharedRedis:
+    """The fleet's redis-server (started here, in memory): its CPU time and command statistics."""
+
+    def __init__(self, where: Path) -> None:
+        self.embedded = EmbeddedRedis(where, persistent=False)
+        self.url = self.embedded.start(reuse=False)  # a fresh state for every fleet size
+        assert self.embedded.proc is not None
+        self.ps = psutil.Process(self.embedded.proc.pid)
+        self.client = redis.Redis.from_url(self.url)
+
+    def reset(self) -> float:
+        self.client.config_resetstat()
+        return _cpu_of(self.ps)
+
+    def commands(self, top: int = 8) -> dict[str, dict[str, float]]:
+        """The commands that took most of Redis's time since ``reset`` (script calls included)."""
+        stats: dict[str, Any] = self.client.info("commandstats")
+        rows = sorted(stats.items(), key=lambda kv: -float(kv[1]["usec"]))[:top]
+        return {
+            k.removeprefix("cmdstat_"): {
+                "calls": int(v["calls"]),
+                "s": round(float(v["usec"]) / 1e6, 2),
+                "us_per_call": float(v["usec_per_call"]),
+            }
+            for k, v in rows
+        }
+
+    def close(self) -> None:
+        self.client.close()
+        self.embedded.stop()
+
+
+def gaps(polls: list[Poll], interval: float) -> dict[str, Any]:
+    """How close together two polls of one feed came (over every process of the fleet)."""
+    times: dict[str, list[float]] = {}
+    for p in polls:
+        times.setdefault(p.feed, []).append(p.t)
+    all_gaps: list[float] = []
+    under_fresh: set[str] = set()
+    under_interval: set[str] = set()
+    for feed, ts in times.items():
+        ts.sort()
+        for a, b in zip(ts, ts[1:], strict=False):
+            g = b - a
+            all_gaps.append(g)
+            if g < FRESH_FRACTION * interval:
+                under_fresh.add(feed)
+            if g < interval:
+                under_interval.add(feed)
+    return {
+        "feeds_polled": len(times),
+        "max_polls_per_feed": max((len(t) for t in times.values()), default=0),
+        "gaps": len(all_gaps),
+        "min_gap_s": round(min(all_gaps), 3) if all_gaps else None,
+        "median_gap_over_interval": (
+            round(statistics.median(all_gaps) / interval, 3) if all_gaps else None
+        ),
+        "mean_gap_over_interval": (
+            round(statistics.fmean(all_gaps) / interval, 3) if all_gaps else None
+        ),
+        "feeds_twice_within_fresh": len(under_fresh),
+        "feeds_twice_within_interval": len(under_interval),
+    }
+
+
+def stage(
+    name: str,
+    n: int,
+    config: Path,
+    server: Server,
+    shared: SharedRedis,
+    *,
+    feeds: int,
+    interval: float,
+    window: float | None,
+    timeout: float,
+) -> dict[str, Any]:
+    """One launch of ``n`` processes. ``window`` None: until every feed was polled once (cold),
+    then a few seconds more to see that nothing is polled twice."""
+    server.control("/_stats/reset")
+    redis_cpu = shared.reset()
+    load = Load(server.ps, shared.ps)
+    fleet = Fleet(n, config, every=0.5, logs=config.with_name(name))
+    out: dict[str, Any] = {"stage": name, "procs": n, "interval_s": interval}
+    try:
+        t_started = fleet.wait_started()
+        out["started_s"] = round(t_started, 2)
+        if window is None:
+            out["complete"] = fleet.wait_polls(feeds, timeout)
+            last = fleet.polls[-1].t if fleet.polls else t_started
+            w0, w1 = min(fleet.started.values()), last
+            time.sleep(3.0)
+        else:
+            time.sleep(max(0.0, t_started + START_SPREAD - fleet.now()))
+            server.control("/_stats/reset")
+            w0 = fleet.now()
+            time.sleep(window)
+            w1 = fleet.now()
+        stats = server.control("/_stats")
+        out["metrics_outcomes"] = fleet.outcomes()
+        out["redis_cpu_s"] = round(_cpu_of(shared.ps) - redis_cpu, 1)
+        out["redis_commands"] = shared.commands()
+    finally:
+        codes, stop_s = fleet.stop()
+    in_window = [p for p in fleet.polls if w0 <= p.t <= w1]
+    out.update(
+        window_s=round(w1 - w0, 2),
+        polls=len(in_window),
+        polls_per_s=round(len(in_window) / (w1 - w0), 1) if w1 > w0 else None,
+        per_process=[sum(1 for p in in_window if p.proc == i) for i in range(n)],
+        outcomes=dict(Counter(p.outcome for p in in_window)),
+        polls_whole_run=len(fleet.polls),
+        outcomes_whole_run=dict(Counter(p.outcome for p in fleet.polls)),
+        server={k: stats[k] for k in ("requests", "200", "304", "404", "connections")},
+        **gaps(fleet.polls, interval),
+        peak_rss_mb=mb(max((sum(r.values()) for _, r in fleet.samples), default=0)),
+        cpu_s=fleet.cpu_s(),
+        cpu_by_role_s=cpu_by_role(fleet.cpu),
+        other_cpu_s=load.other(fleet.cpu_s()),
+        exit_codes=codes,
+        sigterm_to_exit_s=stop_s,
+        warnings=dict(fleet.warnings.most_common(5)),
+        poll_errors=dict(fleet.errors.most_common(5)),
+    )
+    if window is None:
+        out["cold_polls_per_s_from_launch"] = round(len(in_window) / w1, 1) if w1 else None
+    errors = []
+    if any(c != 0 for c in codes):
+        errors.append(f"exit codes {codes}")
+    if window is None and not out["complete"]:
+        errors.append(f"only {len(fleet.polls)} of {feeds} feeds polled in {timeout:.0f}s")
+    if window is None and out["max_polls_per_feed"] > 1:
+        errors.append("a feed was polled more than once in the cold stage")
+    # Log lines are time-stamped on arrival here, after the lease release, by a busy event loop:
+    # tens to hundreds of ms of noise. Checked where that is small beside 0.7 interval.
+    if out["feeds_twice_within_fresh"] and interval >= 5:
+        errors.append(f"{out['feeds_twice_within_fresh']} feeds polled twice < 0.7 interval")
+    if errors:
+        out["error"] = "; ".join(errors)
+        out["log_tail"] = list(fleet.tails[0])
+    return out
+
+
+def throughput(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    print(
+        f"throughput: {args.feeds:,} feeds x {args.items} items, processes {args.procs}",
+        flush=True,
+    )
+    server = Server(args.feeds, args.items)
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in args.procs:
+            d = tmp / f"procs-{n}"
+            shared = SharedRedis(d / "shared-redis")
+            try:
+                plan = (
+                    ("cold", "10m", None, args.cold_timeout),
+                    ("steady", f"{args.interval}s", args.window, 0.0),
+                    ("max", f"{args.max_interval}s", args.max_window, 0.0),
+                )
+                for name, interval, window, timeout in plan:
+                    cfg = write_config(d, server, args.feeds, interval, redis=shared.url, http=True)
+                    secs = 600.0 if interval == "10m" else float(interval.removesuffix("s"))
+                    row = stage(
+                        name,
+                        n,
+                        cfg,
+                        server,
+                        shared,
+                        feeds=args.feeds,
+                        interval=secs,
+                        window=window,
+                        timeout=timeout,
+                    )
+                    rows.append(row)
+                    print("  " + row_line(row), flush=True)
+                    if "error" in row:
+                        print("    " + row["error"], flush=True)
+            finally:
+                shared.close()
+    finally:
+        server.close()
+    return rows
+
+
+# -- report -----------------------------------------------------------------------------------
+
+HEAD = (
+    f"{'stage':<6} {'procs':>5} {'int s':>5} {'window s':>8} {'polls':>6} {'polls/s':>8} "
+    f"{'server':>6} {'per process':<15} {'<0.7I':>5} {'<1I':>4} {'gap/I':>5} {'min s':>5} "
+    f"{'leased/fresh':>12} {'RSS MB':>6} {'CPU s':>5} {'other':>5} exit"
+)
+
+
+def row_line(r: dict[str, Any]) -> str:
+    m = r.get("metrics_outcomes", {})
+    skips = f"{m.get('leased', 0)}/{m.get('fresh', 0)}"
+    gap, low = r["mean_gap_over_interval"], r["min_gap_s"]
+    return (
+        f"{r['stage']:<6} {r['procs']:>5} {r['interval_s']:>5g} {r['window_s']:>8.1f} "
+        f"{r['polls']:>6} {r['polls_per_s'] or 0:>8.1f} {r['server']['requests']:>6} "
+        f"{'/'.join(map(str, r['per_process'])):<15} {r['feeds_twice_within_fresh']:>5} "
+        f"{r['feeds_twice_within_interval']:>4} {'' if gap is None else f'{gap:.3f}':>5} "
+        f"{'' if low is None else f'{low:.2f}':>5} {skips:>12} {r['peak_rss_mb']:>6.0f} "
+        f"{r['cpu_s']:>5.1f} {r['other_cpu_s']:>5.1f} {','.join(map(str, r['exit_codes']))}"
+    )
+
+
+def memory_lines(m: dict[str, Any]) -> list[str]:
+    def roles(d: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.0f}" for k, v in sorted(d.items(), key=lambda x: -x[1]))
+
+    start = roles(m["rss_at_start_by_role_mb"])
+    peak = roles(m["peak_by_role_mb"])
+    steady = roles(m["steady_by_role_mb"])
+    server = m["server"]["requests"]
+    goal = "met" if m["goal_met"] else "MISSED"
+    return [
+        (
+            f"memory, one process, {m['feeds']:,} feeds (RSS summed over the process tree: main, "
+            "parse workers, redis-server), MB"
+        ),
+        (
+            f"  after start {m['rss_at_start_mb']:7.1f}  ({start}; PSS {m['pss_at_start_mb']:.0f}; "
+            f"{m['polls_done_at_start']} polls done)"
+        ),
+        f"  peak        {m['peak_rss_mb']:7.1f}  ({peak}; at {m['peak_at_s']} s)",
+        (
+            f"  steady      {m['steady_rss_mb'] or 0:7.1f}  ({steady}; "
+            f"PSS {m['pss_steady_mb']:.0f}; median over {m['steady_window_s']:.0f} s)"
+        ),
+        (
+            f"  first pass  {m['polls']:,} polls {m['outcomes']} in {m['first_pass_s']} s; server "
+            f"{server:,} requests; CPU {m['cpu_s']} s; other {m['other_cpu_s']} s"
+        ),
+        f"  SIGTERM     exit {m['exit_code']} after {m['sigterm_to_exit_s']} s",
+        f"  goal <= {RSS_GOAL_MB:.0f} MB (peak and steady): {goal}",
+    ]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=["memory", "throughput"], help="run one part")
+    p.add_argument("--mem-feeds", type=int, default=10_000)
+    p.add_argument("--mem-items", type=int, default=10)
+    p.add_argument("--mem-timeout", type=float, default=75.0, help="first pass, seconds")
+    p.add_argument("--steady", type=float, default=30.0, help="memory steady window, seconds")
+    p.add_argument("--feeds", type=int, default=1000)
+    p.add_argument("--items", type=int, default=50)
+    p.add_argument("--procs", default="1,3", help="fleet sizes, comma-separated")
+    p.add_argument("--interval", type=int, default=10, help="steady stage interval, seconds")
+    p.add_argument("--window", type=float, default=25.0, help="steady stage window, seconds")
+    p.add_argument("--max-interval", type=int, default=1, help="max stage interval, seconds")
+    p.add_argument("--max-window", type=float, default=15.0, help="max stage window, seconds")
+    p.add_argument("--cold-timeout", type=float, default=45.0)
+    p.add_argument("--quick", action="store_true", help="small sizes, short windows")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (daemon logs, configs)")
+    args = p.parse_args(argv)
+    defaults = vars(p.parse_args([]))
+    if args.quick:
+        args.mem_feeds, args.steady, args.feeds, args.items = 1000, 5.0, 200, 10
+        args.window, args.max_window, args.interval = 12.0, 6.0, 4
+    args.procs = [int(x) for x in str(args.procs).split(",") if x.strip()]
+    if args.out is None:
+        fixed = (k for k in defaults if k not in ("procs", "keep"))
+        same = all(getattr(args, k) == defaults[k] for k in fixed)
+        full = same and args.procs == [1, 3]
+        args.out = RESULTS / ("scale.json" if full else "scale-partial.json")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    info = machine()
+    mem: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="fw-bench-scale-", ignore_cleanup_errors=True) as td:
+        if args.only in (None, "memory"):
+            mem = memory(args, Path(td) / "memory")
+            print("\n".join(memory_lines(mem)), flush=True)
+        if args.only in (None, "throughput"):
+            rows = throughput(args, Path(td) / "throughput")
+        if args.keep:
+            kept = Path(tempfile.mkdtemp(prefix="fw-bench-scale-kept-"))
+            subprocess.run(["cp", "-r", f"{td}/.", str(kept)], check=False)
+            print(f"kept logs and configs in {kept}")
+    info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print()
+    if mem is not None:
+        print("\n".join(memory_lines(mem)))
+    table = [HEAD, "-" * len(HEAD), *map(row_line, rows)] if rows else []
+    if rows:
+        print(f"\nthroughput, {args.feeds:,} local feeds x {args.items} items, one shared Redis:")
+        print("\n".join(table))
+        print(
+            "server: feed requests in the window. <0.7I / <1I: feeds polled twice less than "
+            "0.7 / 1 interval apart (0.7: the freshness check; at 1 s, log-arrival noise). "
+            "gap/I: mean gap between two polls of a feed / interval; min s: the smallest. "
+            "leased/fresh: skipped ticks (whole run, /metrics). other: busy CPU s of the rest "
+            "of the machine."
+        )
+    result = {
+        "benchmark": "scale",
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - t0, 1),
+        "machine": info,
+        "versions": versions(),
+        # The tree the daemons ran (PYTHONPATH=<another checkout> runs another version).
+        "feedwatch_source": str(Path(daemon.__file__).resolve().parent.parent),
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "memory": mem,
+        "throughput": rows,
+        "table": table,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    failed = (mem is not None and "error" in mem) or any("error" in r for r in rows)
+    return 1 if failed else 0  # a missed goal is a figure, not a failure (as in poll.py)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
