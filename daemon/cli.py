@@ -7,9 +7,13 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon import __version__
 from daemon.errors import ConfigError, FeedwatchError, Problem
+
+if TYPE_CHECKING:
+    from daemon.config import Config
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -100,7 +104,7 @@ def _print_problems(problems: Sequence[Problem]) -> None:
     print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
 
 
-def _load(path: str | None):  # type: ignore[no-untyped-def]  # returns Config
+def _load(path: str | None) -> Config:
     from daemon.config import load_config
     from daemon.runtime import config_path
 
@@ -110,11 +114,7 @@ def _load(path: str | None):  # type: ignore[no-untyped-def]  # returns Config
 def cmd_check(args: argparse.Namespace) -> int:
     from daemon.rules import check_examples, load_rules
 
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        _print_problems(e.problems)
-        return EXIT_PROBLEMS
+    config = _load(args.config)
     problems: list[Problem] = []
     try:
         ruleset = load_rules(list(config.rules), notifiers=set(config.notifiers))
@@ -135,19 +135,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.logging import setup_logging
     from daemon.runtime import run_daemon
 
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        _print_problems(e.problems)
-        return EXIT_PROBLEMS
+    config = _load(args.config)
     setup_logging(
         args.log_level or config.log.level, args.log_format or config.log.format, config.secrets
     )
     try:
         return asyncio.run(run_daemon(config, role=args.role, once=args.once))
-    except ConfigError as e:
-        _print_problems(e.problems)
-        return EXIT_PROBLEMS
     except KeyboardInterrupt:
         return 130
 
@@ -163,11 +156,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from daemon.keys import Keys
     from daemon.runtime import RedisConnection
 
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        _print_problems(e.problems)
-        return EXIT_PROBLEMS
+    config = _load(args.config)
     keys = Keys(config.prefix)
 
     async def go() -> int:
@@ -207,11 +196,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from daemon.embedded import EmbeddedRedis
     from daemon.keys import Keys
 
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        _print_problems(e.problems)
-        return EXIT_PROBLEMS
+    config = _load(args.config)
     url = config.redis or EmbeddedRedis(config.state_dir).running_url()
     if url is None:
         print("unhealthy: the embedded Redis is not running", file=sys.stderr)
@@ -238,11 +223,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from daemon import status
     from daemon.runtime import RedisConnection
 
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        _print_problems(e.problems)
-        return EXIT_PROBLEMS
+    config = _load(args.config)
 
     async def go() -> dict[str, object]:
         async with RedisConnection(config) as r:
@@ -256,15 +237,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_feeds(args: argparse.Namespace) -> int:
     from daemon import opml_config
 
-    try:
-        if args.feeds_command == "import":
-            return opml_config.run_import(
-                args.file, append_to=args.append_to, interval=args.interval
-            )
-        return opml_config.run_export(_load(args.config), output=args.output)
-    except ConfigError as e:
-        _print_problems(e.problems)
-        return EXIT_PROBLEMS
+    if args.feeds_command == "import":
+        return opml_config.run_import(args.file, append_to=args.append_to, interval=args.interval)
+    return opml_config.run_export(_load(args.config), output=args.output)
 
 
 COMMANDS = {
@@ -286,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
+    except ConfigError as e:  # config or rules invalid: every problem, located
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
     except FeedwatchError as e:
         print(f"feedwatch: {e}", file=sys.stderr)
         return EXIT_PROBLEMS
