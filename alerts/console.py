@@ -1,4 +1,8 @@
-"""The ``console`` notifier: one readable line, or one JSON object, per alert on stdout."""
+"""The ``console`` notifier: one readable line, or one JSON object, per alert on stdout.
+
+A story's follow-up (``kind: update``) reads ``[HIGH] update kursk: also reported by kyiv — 3
+sources: <title> | …``; in JSON its ``kind``, ``story_id``, ``sources``… are keys of the
+object (``Alert.console_dict`` merges ``extra``)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,20 @@ from alerts.wire import Alert
 class ConsoleOptions(NotifierOptions):
     format: Literal["text", "json"] = "text"
     stream: Literal["stdout", "stderr"] = "stdout"
+
+
+def story_note(alert: Alert) -> str:
+    """``also reported by X — N sources: `` for a follow-up; ``N sources (a, b): `` for a
+    first alert whose story several feeds carried already; else nothing."""
+    count = alert.extra.get("source_count")
+    n = count if isinstance(count, int) else 0
+    plural = "source" if n == 1 else "sources"
+    if alert.kind == "update":
+        return f"also reported by {alert.item.feed} — {n} {plural}: "
+    sources = alert.extra.get("sources")
+    if n > 1 and isinstance(sources, list):
+        return f"{n} {plural} ({', '.join(map(str, sources))}): "
+    return ""
 
 
 def _one_line(text: str) -> str:
@@ -44,7 +62,8 @@ class ConsoleNotifier(Notifier):
         )
         kind = "" if alert.kind == "new" else f" {alert.kind}"
         return _one_line(
-            f"[{alert.rule.severity.upper()}]{kind} {alert.rule.id}: {alert.item.title}"
+            f"[{alert.rule.severity.upper()}]{kind} {alert.rule.id}: {story_note(alert)}"
+            f"{alert.item.title}"
             f" | {alert.item.feed} | {when} | {alert.item.link or '-'}"
             f" | matched: {', '.join(terms) or '-'}"
         )

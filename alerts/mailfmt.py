@@ -4,6 +4,12 @@
 passes one. Feed text is escaped for HTML (``html.escape(quote=True)``), links are emitted only
 for http(s) URLs, and the Subject is built with :func:`alerts.escape.header_text` (no control
 characters, RFC 2047 encoded-words defused — CVE-2024-6923).
+
+A story's follow-up (``kind: update``) is a reply to the mail of its first alert:
+``In-Reply-To``/``References`` carry that mail's Message-ID (derived from ``first_alert_id``
+as ``message_id`` derives it) and the Subject is ``Re:`` and the first mail's subject. When
+the first alert went out in a digest, its mail had another Message-ID: the reply then starts
+a thread of its own.
 """
 
 from __future__ import annotations
@@ -48,9 +54,31 @@ def _headline(alert: Alert) -> str:
     return f"[{alert.rule.severity.upper()}]{kind} {alert.rule.title}"
 
 
+def _story_line(a: Alert) -> str:
+    """``Also reported by kyiv — 3 sources: wire, kyiv, desk`` for a follow-up; ``Sources:
+    wire, kyiv`` for a first alert of a story several feeds carry; else ``""``."""
+    names = a.extra.get("sources")
+    listed = ", ".join(one_line(str(n)) for n in names) if isinstance(names, list) else ""
+    count = a.extra.get("source_count")
+    n = count if isinstance(count, int) else 0
+    if a.kind == "update":
+        plural = "source" if n == 1 else "sources"
+        return f"Also reported by {one_line(a.item.feed)} — {n} {plural}: {listed}"
+    return f"Sources: {listed}" if n > 1 else ""
+
+
 def subject(alerts: Sequence[Alert], prefix: str = "[feedwatch]") -> str:
-    """One header-safe line: ``[feedwatch] [HIGH] rule title: item title`` (≤ 200 chars)."""
-    if len(alerts) == 1:
+    """One header-safe line: ``[feedwatch] [HIGH] rule title: item title`` (≤ 200 chars).
+
+    A story's follow-up replies to its first alert: ``Re:`` and that mail's subject (the first
+    alert's item title travels as ``first_title``), so clients that thread by subject agree."""
+    if len(alerts) == 1 and alerts[0].kind == "update":
+        a = alerts[0]
+        first = a.extra.get("first_title")
+        title = first if isinstance(first, str) and first else a.item.title
+        head = f"[{a.rule.severity.upper()}] {a.rule.title}"
+        text = f"Re: {prefix} {head}: {title}"
+    elif len(alerts) == 1:
         a = alerts[0]
         text = f"{prefix} {_headline(a)}: {a.item.title}"
     else:
@@ -64,6 +92,8 @@ def text_part(alerts: Sequence[Alert]) -> str:
     blocks = []
     for a in alerts:
         lines = [one_line(_headline(a)), "", one_line(a.item.title) or "(untitled)"]
+        if story := _story_line(a):
+            lines[1:1] = [story]
         link = safe_link(a.item.link)
         if link:
             lines.append(link)
@@ -83,8 +113,10 @@ def _html_alert(a: Alert) -> str:
     excerpt = one_line(a.item.excerpt)
     spans = find_spans(excerpt, highlight_needles(a))
     excerpt_html = render_spans(excerpt, spans, html_text, lambda s: f"<strong>{s}</strong>")
+    story = _story_line(a)
     parts = [
         f"<h2>{html_text(one_line(_headline(a)))}</h2>",
+        *([f"<p>{html_text(story)}</p>"] if story else []),
         f"<p><strong>{title_html}</strong><br>",
         f"{html_text(one_line(a.item.feed))} · {html_text(_when(a))}</p>",
     ]
@@ -115,7 +147,12 @@ def message_domain(from_addr: str) -> str:
 def message_id(alerts: Sequence[Alert], domain: str) -> str:
     """A Message-ID derived from the alert ids: a retried send carries the same id, so mail
     systems that deduplicate by Message-ID show it once."""
-    digest = hashlib.sha256("\n".join(a.id for a in alerts).encode()).hexdigest()[:32]
+    return message_id_for([a.id for a in alerts], domain)
+
+
+def message_id_for(alert_ids: Sequence[str], domain: str) -> str:
+    """The Message-ID of the mail that carries these alert ids (``message_id``)."""
+    digest = hashlib.sha256("\n".join(alert_ids).encode()).hexdigest()[:32]
     return f"<feedwatch.{digest}@{domain}>"
 
 
@@ -143,6 +180,12 @@ def build_message(
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
     if len(alerts) == 1:
         msg["X-Feedwatch-Alert-Id"] = truncate(header_text(alerts[0].id), 200)
+        first = alerts[0].extra.get("first_alert_id")
+        if alerts[0].kind == "update" and isinstance(first, str) and first:
+            # Thread under the story's first alert (its mail's Message-ID comes from its id).
+            parent = message_id_for([first], message_domain(from_addr))
+            msg["In-Reply-To"] = parent
+            msg["References"] = parent
     # quoted-printable keeps the message 7-bit clean whatever the server's 8BITMIME support
     msg.set_content(text_part(alerts), subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(html_part(alerts), subtype="html", charset="utf-8", cte="quoted-printable")

@@ -1,5 +1,8 @@
 """The ``slack`` notifier: one Block Kit message per alert to a Slack incoming webhook.
 
+A story's follow-up (``kind: update``) is a compact two-block message ("Also reported by ABC
+News — 3 sources: …", the new item linked): incoming webhooks cannot post into a thread.
+
 Every piece of feed text is escaped for mrkdwn (``& < >``), so an item titled ``<!channel>``
 pings nobody and ``<http://evil|click>`` forges no link. Links are shown only for http(s) URLs.
 Slack accepts about one message per second per webhook: sends to one webhook URL are paced
@@ -111,6 +114,47 @@ def _context(alert: Alert) -> str:
     return fit(raw, slack_escape, SECTION_MAX)
 
 
+def _sources(alert: Alert) -> tuple[int, list[str]]:
+    names = alert.extra.get("sources")
+    listed = [one_line(str(n)) for n in names] if isinstance(names, list) else []
+    count = alert.extra.get("source_count")
+    return (count if isinstance(count, int) else len(listed)), listed
+
+
+def follow_up_blocks(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
+    """A story's follow-up (``kind: update``) as a compact message: who else reported it,
+    how many sources, the new item linked. An incoming webhook cannot thread replies, so the
+    context names the first alert instead. Returns (fallback text, blocks)."""
+    count, names = _sources(alert)
+    feed = truncate(one_line(alert.item.feed), _FEED_RAW_MAX)
+    plural = "source" if count == 1 else "sources"
+    head = f"Also reported by {feed} — {count} {plural}"
+    link = safe_link(alert.item.link)
+    title = truncate(one_line(alert.item.title), _TITLE_RAW_MAX) or "(untitled)"
+
+    def render(raw_names: str) -> str:
+        text = f"*{slack_escape(head)}*: {slack_escape(raw_names)}\n"
+        label = slack_escape(title)
+        return text + (f"<{slack_link_target(link)}|{label}>" if link else label)
+
+    section = fit(", ".join(names), render, SECTION_MAX)
+    first = one_line(str(alert.extra.get("first_title") or ""))
+    about = f"follow-up to “{truncate(first, _TITLE_RAW_MAX)}”" if first else "follow-up"
+    raw_context = (
+        f"[{alert.rule.severity.upper()}] {one_line(alert.rule.title)} · {about}"
+        f" · rule {one_line(alert.rule.id)}"
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": section}},
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": fit(raw_context, slack_escape, SECTION_MAX)}],
+        },
+    ]
+    fallback = fit(f"{head}: {one_line(alert.item.title)}", slack_escape, TEXT_MAX)
+    return fallback, blocks
+
+
 def build_payload(
     alert: Alert,
     *,
@@ -118,7 +162,11 @@ def build_payload(
     icon_emoji: str | None = None,
     icon_url: str | None = None,
 ) -> dict[str, Any]:
-    """The incoming-webhook JSON for one alert: Block Kit blocks plus a ``text`` fallback."""
+    """The incoming-webhook JSON for one alert: Block Kit blocks plus a ``text`` fallback
+    (a story's follow-up: the compact ``follow_up_blocks``)."""
+    if alert.kind == "update":
+        text, compact = follow_up_blocks(alert)
+        return _with_identity({"text": text, "blocks": compact}, username, icon_emoji, icon_url)
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
@@ -137,6 +185,12 @@ def build_payload(
         "text": fit(fallback, slack_escape, TEXT_MAX),
         "blocks": blocks[:BLOCKS_MAX],
     }
+    return _with_identity(payload, username, icon_emoji, icon_url)
+
+
+def _with_identity(
+    payload: dict[str, Any], username: str | None, icon_emoji: str | None, icon_url: str | None
+) -> dict[str, Any]:
     if username:
         payload["username"] = username
     if icon_emoji:

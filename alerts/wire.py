@@ -55,9 +55,11 @@ class AlertMatch:
 class Alert:
     """One alert: a rule matched an item.
 
-    ``id`` is deterministic (rule and item), so publishing the same match twice is one alert.
-    ``notify`` names the notifier instances this alert is routed to. ``kind`` is ``new`` (later
-    issues add ``update`` for follow-ups of a story).
+    ``id`` is deterministic (rule and story, or rule, story and item for a follow-up), so
+    publishing the same match twice is one alert. ``notify`` names the notifier instances this
+    alert is routed to. ``kind`` is ``new`` (the rule's first alert for a story) or ``update``
+    (a follow-up: a later item of the same story). Story fields (``story_id``, ``sources``,
+    ``source_count``, ``first_alert_id``, ``first_title``, ``held_back``) travel in ``extra``.
     """
 
     id: str

@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     dd = dsub.add_parser("drop", help="delete dead letters")
     dd.add_argument("ids", nargs="+")
 
+    sil = sub.add_parser("silence", help="silence a rule's alerts for a while")
+    _config_arg(sil)
+    ssub = sil.add_subparsers(dest="silence_command", metavar="ACTION", required=True)
+    sa = ssub.add_parser("add", help="silence RULE_ID for a duration")
+    sa.add_argument("rule_id")
+    sa.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="2h, 30m")
+    sa.add_argument("--comment", default="")
+    sl = ssub.add_parser("list", help="active silences")
+    sl.add_argument("--json", action="store_true")
+    sl.add_argument("--expired", action="store_true", help="recently expired ones too")
+    se = ssub.add_parser("expire", help="end a silence now")
+    se.add_argument("id")
+    for action in (sa, sl, se):  # --config after the action too
+        action.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS)
+
     feeds = sub.add_parser("feeds", help="import feeds from OPML, export them as OPML")
     fsub = feeds.add_subparsers(dest="feeds_command", metavar="ACTION", required=True)
     fi = fsub.add_parser("import", help="print a feeds: block from OPML, or append it to a config")
@@ -184,6 +199,66 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_silence(args: argparse.Namespace) -> int:
+    """``feedwatch silence add|list|expire``: thin wrappers of ``daemon.silence.Silences``."""
+    import getpass
+    import socket
+    import time
+
+    from daemon.durations import parse_duration
+    from daemon.keys import Keys
+    from daemon.runtime import RedisConnection
+    from daemon.silence import Silences, format_silences
+
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        _print_problems(e.problems)
+        return EXIT_PROBLEMS
+    seconds = 0.0
+    if args.silence_command == "add":
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as e:
+            print(f"--for: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        if seconds <= 0:
+            print("--for: a silence must last longer than 0s", file=sys.stderr)
+            return EXIT_USAGE
+        if args.rule_id not in _rule_ids(config):
+            print(f"warning: no rule {args.rule_id!r} is loaded now", file=sys.stderr)
+
+    async def go() -> int:
+        async with RedisConnection(config) as r:
+            silences, now = Silences(r, Keys(config.prefix)), time.time()
+            if args.silence_command == "add":
+                by = f"{getpass.getuser()}@{socket.gethostname()}"
+                sid = await silences.add(
+                    args.rule_id, seconds, now=now, comment=args.comment, created_by=by
+                )
+                print(sid)
+            elif args.silence_command == "list":
+                found = await silences.list(now, expired=args.expired)
+                print(format_silences(found, now, as_json=args.json))
+            elif not await silences.expire(args.id, now):
+                print(f"no active silence {args.id}", file=sys.stderr)
+                return EXIT_PROBLEMS
+            else:
+                print(f"expired {args.id}")
+        return EXIT_OK
+
+    return asyncio.run(go())
+
+
+def _rule_ids(config: Config) -> set[str]:
+    from daemon.rules import load_rules
+
+    try:
+        return {r.id for r in load_rules(list(config.rules)).rules}
+    except ConfigError:
+        return set()
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     """Docker HEALTHCHECK: is there a live heartbeat key (it expires ~30 s after the last beat)?
 
@@ -250,6 +325,7 @@ COMMANDS = {
     "test-rule": cmd_test_rule,
     "dlq": cmd_dlq,
     "feeds": cmd_feeds,
+    "silence": cmd_silence,
 }
 
 

@@ -80,6 +80,10 @@ def _duration(value: Any, *, minimum: float = 0.0) -> float:
     return seconds
 
 
+def _story_window(value: Any) -> float:
+    return _duration(value, minimum=60.0)
+
+
 def _interval(value: Any) -> float:
     return _duration(value, minimum=MIN_INTERVAL)
 
@@ -260,6 +264,10 @@ class PollingConfig(_Strict):
     max_backoff: Duration = 6 * 3600.0
     shutdown_grace: Duration = 10.0
     parse_workers: Int = Field(default=0, ge=0)  # 0 = one per CPU
+    # How long a story is remembered after its first item (daemon/story_store.py).
+    story_window: Annotated[float, PlainValidator(_story_window)] = 48 * 3600.0
+    # A feed failing this long raises a feed-health alert (daemon/feed_health.py); 0: never.
+    alert_after: Duration = 6 * 3600.0
 
 
 class DeliveryConfig(_Strict):

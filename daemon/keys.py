@@ -87,3 +87,48 @@ class Keys:
 
     def heartbeat(self, identity: str) -> str:
         return f"{self.tag}:health:{identity}"
+
+    # -- stories (daemon/story_store.py, daemon/publish.py) ----------------------------------
+    def story(self, story_id: str) -> str:
+        """Hash: ``f0``-``f2`` (the packed sketch in three parts of <= 64 bytes, so the hash
+        stays a compact listpack), ``t`` (started), ``rev``, ``src`` (feed TAB first-seen per
+        line, first seen first)."""
+        return f"{self.tag}:story:{story_id}"
+
+    def story_bands(self, slice_no: int, shard: int) -> str:
+        """Hash band key → space-separated story ids (the last few filed in that time slice);
+        band keys are spread over shards (``key % shards``) to keep each hash small."""
+        return f"{self.tag}:story:band:{slice_no}:{shard}"
+
+    def story_items(self, slice_no: int, shard: int) -> str:
+        """Hash item key / canonical-link key → story id, for the items assigned in a slice
+        (shard: the key's first hex byte ``% shards``)."""
+        return f"{self.tag}:story:item:{slice_no}:{shard}"
+
+    def story_held(self, story_id: str) -> str:
+        """Hash rule id → held first match (``min_sources`` not reached yet)."""
+        return f"{self.tag}:story:held:{story_id}"
+
+    def throttle(self, rule_id: str) -> str:
+        """Epoch seconds of the rule's last new alert (``throttle``)."""
+        return f"{self.tag}:throttle:{rule_id}"
+
+    def throttle_held(self, rule_id: str) -> str:
+        """Counter: new alerts of the rule held back by its throttle since its last alert."""
+        return f"{self.tag}:throttle:{rule_id}:held"
+
+    # -- silences (daemon/silence.py) --------------------------------------------------------
+    @property
+    def silences(self) -> str:
+        """Hash silence id → JSON record."""
+        return f"{self.tag}:silences"
+
+    @property
+    def silence_ends(self) -> str:
+        """Sorted set silence id → end (epoch seconds): for purging old silences."""
+        return f"{self.tag}:silences:ends"
+
+    def feed_failing(self, feed: str) -> str:
+        """Epoch seconds of the first failed poll of the feed's current failure episode
+        (deleted by its next successful poll): ``daemon/feed_health.py``."""
+        return f"{self.tag}:feedhealth:{feed}"

@@ -11,27 +11,29 @@ logged on one structured line with the feed's name, and backed off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from alerts.wire import Alert, AlertItem, AlertMatch, AlertRule
+from daemon.alerting import StoryResult, StoryStage, build_alert, publish_plain, rule_finder
 from daemon.clock import Clock, utc_now
 from daemon.config import FeedConfig
 from daemon.decide import decide, next_poll_delay
 from daemon.errors import FeedError, FeedwatchError, StoreError
-from daemon.excerpt import excerpt
+from daemon.feed_health import FeedHealth
 from daemon.fetch import Fetcher
 from daemon.logging import log
-from daemon.match import Matcher, RuleMatch
+from daemon.match import Matcher
 from daemon.parsing import ParsePool
-from daemon.publish import Publisher, alert_id
+from daemon.publish import Publisher
 from daemon.sentinel import StateGuard
+from daemon.silence import Silences
 from daemon.store import Commit, FeedStore, Leases
-from daemon.types import Caching, Item
+from daemon.types import Caching
 
 logger = logging.getLogger("daemon.poll")
 # A scheduled poll is skipped when the feed was polled less than this fraction of its interval
@@ -59,36 +61,9 @@ class PollResult:
     parse_seconds: float | None = None  # the parse alone, when the body was parsed
     matched: tuple[str, ...] = ()  # a rule id per match (alertable items only)
     alerted: tuple[str, ...] = ()  # a rule id per alert published (new in the stream)
-
-
-def build_alert(
-    rm: RuleMatch, item: Item, *, now: datetime, default_notify: Sequence[str]
-) -> Alert:
-    """The alert for a rule matching an item, with its explanation (matches and excerpt)."""
-    spans = rm.spans
-    first_summary = next((s for s in spans if s.field == "summary"), None)
-    if first_summary is not None:
-        text = excerpt(item.summary, first_summary.start, first_summary.end)
-    else:
-        text = excerpt(item.summary, 0, 0) if item.summary else ""
-    rule = rm.rule
-    return Alert(
-        id=alert_id(rule.id, item.feed, item.id),
-        rule=AlertRule(id=rule.id, title=rule.title, severity=rule.severity),
-        item=AlertItem(
-            id=item.id,
-            title=item.title,
-            link=item.link,
-            excerpt=text,
-            published=item.published,
-            feed=item.feed,
-        ),
-        matches=tuple(
-            AlertMatch(term=s.term, field=s.field, start=s.start, end=s.end) for s in spans
-        ),
-        created=now,
-        notify=tuple(rule.notify) or tuple(default_notify),
-    )
+    held: int = 0  # matches held until more feeds carry their story (min_sources)
+    throttled: int = 0  # first alerts held back by their rule's throttle
+    silenced: int = 0  # matches of silenced rules, dropped
 
 
 class Poller:
@@ -108,6 +83,9 @@ class Poller:
         leases: Leases | None = None,
         lease_ttl: float = 120.0,
         max_in_flight: int = 64,
+        stories: StoryStage | None = None,
+        silences: Silences | None = None,
+        health: FeedHealth | None = None,
     ) -> None:
         self.feeds = dict(feeds)
         self.fetcher = fetcher
@@ -121,6 +99,9 @@ class Poller:
         self.guard = guard
         self.leases = leases
         self.lease_ttl = lease_ttl
+        self.stories = stories  # None: one alert per (rule, feed, item), no stories
+        self.silences = silences or (stories.silences if stories is not None else None)
+        self.health = health  # None: no feed-health alerts
         self._tasks: dict[str, asyncio.Task[PollResult]] = {}
         self._slots = asyncio.Semaphore(max_in_flight)
         self.on_result: list[Callable[[PollResult], None]] = []
@@ -211,6 +192,9 @@ class Poller:
             items=result.items,
             new=result.new,
             alerts=result.alerts,
+            held=result.held or None,
+            throttled=result.throttled or None,
+            silenced=result.silenced or None,
             duration_ms=round(result.duration * 1000, 1),
             error=result.error,
             overflow=result.overflow or None,
@@ -254,6 +238,7 @@ class Poller:
                     fetched.status,
                     0,
                     caching=fetched.caching,
+                    failing=state.error_streak > 0,
                     fetch_seconds=fetch_s,
                 )
             if state.polled_before and fetched.caching.body_hash == state.caching.body_hash:
@@ -264,6 +249,7 @@ class Poller:
                     fetched.status,
                     len(fetched.body),
                     caching=fetched.caching,
+                    failing=state.error_streak > 0,
                     fetch_seconds=fetch_s,
                 )
             t0 = time.perf_counter()
@@ -286,16 +272,25 @@ class Poller:
                 now=now,
                 baseline=self.guard is not None and self.guard.baseline(name),
             )
+            # Stories first: every new item, alertable or not (daemon/alerting.py).
+            stories = await self.stories.assign(decision.new, now) if self.stories else {}
             matcher = self.matcher()
-            alerts = [
-                build_alert(rm, item, now=now, default_notify=self.default_notify)
+            matches = [
+                (build_alert(rm, item, now=now, default_notify=self.default_notify), rm.rule)
                 for item in decision.alertable
                 for rm in matcher.match(item)
             ]
-            published = await self.publisher.publish(alerts)
-            entry_ids = tuple(p.entry_id for p in published if p.entry_id)
-            matched = tuple(a.rule.id for a in alerts)
-            alerted = tuple(p.alert.rule.id for p in published if p.entry_id)
+            matched = tuple(rule.id for _, rule in matches)
+            if self.stories is not None:
+                told = await self.stories.publish(
+                    matches, decision.alertable, stories, rule_finder(matcher.ruleset.rules), now
+                )
+            else:
+                told = await publish_plain(
+                    self.publisher, self.silences, [a for a, _ in matches], now
+                )
+            entry_ids = tuple(o.entry_id for o in told.published if o.entry_id)
+            alerted = tuple(o.candidate.rule_id for o in told.published if o.entry_id)
             if self.guard is not None:
                 self.guard.done(name)
             return await self._finish(
@@ -305,6 +300,7 @@ class Poller:
                 fetched.status,
                 len(fetched.body),
                 caching=fetched.caching,
+                failing=state.error_streak > 0,
                 present_ids=ids,
                 new=len(decision.new),
                 items=len(items),
@@ -315,6 +311,7 @@ class Poller:
                 alerted=alerted,
                 fetch_seconds=fetch_s,
                 parse_seconds=parse_s,
+                told=told,
             )
         except StoreError as e:
             return PollResult(
@@ -340,8 +337,12 @@ class Poller:
         alerted: tuple[str, ...] = (),
         fetch_seconds: float | None = None,
         parse_seconds: float | None = None,
+        told: StoryResult | None = None,
+        failing: bool = False,
     ) -> PollResult:
         now = self.clock()
+        if failing and self.health is not None:
+            await self.health.recovered(feed.name)
         await self.store.commit(
             feed.name,
             Commit(
@@ -369,6 +370,9 @@ class Poller:
             parse_seconds=parse_seconds,
             matched=matched,
             alerted=alerted,
+            held=told.held if told else 0,
+            throttled=told.throttled if told else 0,
+            silenced=told.silenced if told else 0,
         )
 
     async def _failed(
@@ -396,10 +400,17 @@ class Poller:
             )
         except FeedwatchError:
             pass  # Redis down as well: the feed error is what we report
+        entry: str | None = None
+        if self.health is not None:
+            with contextlib.suppress(FeedwatchError):
+                entry = await self.health.failed(feed, e, streak + 1, now)
         return PollResult(
             feed=feed.name,
             outcome=f"error:{e.kind}",
             status=status,
             error=e.message,
             duration=time.perf_counter() - start,
+            alerts=1 if entry else 0,
+            published=(entry,) if entry else (),
+            alerted=("feed-health",) if entry else (),
         )

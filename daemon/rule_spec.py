@@ -1,8 +1,8 @@
 """The shape of a rule file, as pydantic v2 models (``extra="forbid"``, frozen).
 
-To add a rule key (``min_sources``, ``within``, ``throttle`` …) add a field to ``RuleSpec`` with a
-default; ``daemon.rules`` reports shape problems located in the file, with did-you-mean for
-unknown keys, and every loaded ``Rule`` carries its ``spec``.
+To add a rule key add a field to ``RuleSpec`` with a default (``min_sources``, ``within`` and
+``throttle`` are such keys); ``daemon.rules`` reports shape problems located in the file, with
+did-you-mean for unknown keys, and every loaded ``Rule`` carries its ``spec``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+from daemon.config_models import Duration
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -53,6 +55,18 @@ class RuleSpec(_Strict):
     feeds: tuple[str, ...] = ()
     enabled: bool = True
     examples: Examples = Examples()
+    # Stories (daemon/story_store.py): alert only once this many distinct feeds carried the
+    # story within ``within`` seconds; at most one new alert per ``throttle`` seconds (0: off).
+    min_sources: int = Field(default=1, ge=1, le=8, strict=True)
+    within: Duration = 6 * 3600.0
+    throttle: Duration = 0.0
+
+    @field_validator("within")
+    @classmethod
+    def _positive_window(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("within must be a positive duration like '6h'")
+        return value
 
     @field_validator("id")
     @classmethod

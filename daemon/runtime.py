@@ -36,9 +36,11 @@ from alerts.consumer import Consumer
 from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime
 from alerts.httperrors import notifier_client
 from daemon import __version__
+from daemon.alerting import StoryStage
 from daemon.config import Config
 from daemon.embedded import EmbeddedRedis
 from daemon.errors import ConfigError, FeedwatchError, Problem
+from daemon.feed_health import FeedHealth
 from daemon.fetch import Fetcher, FetchSettings
 from daemon.http import HttpServer, endpoints
 from daemon.keys import Keys
@@ -50,7 +52,9 @@ from daemon.publish import Publisher
 from daemon.reload import RuleHolder
 from daemon.scheduling import FeedScheduler
 from daemon.sentinel import StateGuard
+from daemon.silence import Silences
 from daemon.store import FeedStore, Leases
+from daemon.story_store import StoryStore
 
 logger = logging.getLogger("daemon.runtime")
 ROLES = ("all", "poller", "notifier")
@@ -176,13 +180,32 @@ class Daemon:
                 feeds=[f.name for f in config.feeds],
             )
             await self.guard.start()
+            publisher = Publisher(
+                self.redis, self.keys, stream_maxlen=config.delivery.stream_maxlen
+            )
+            silences = Silences(self.redis, self.keys)
+            stories = StoryStage(
+                StoryStore(self.redis, self.keys, window=config.polling.story_window),
+                publisher,
+                silences,
+            )
+            health = None
+            if config.polling.alert_after > 0:
+                health = FeedHealth(
+                    self.redis,
+                    self.keys,
+                    publisher,
+                    alert_after=config.polling.alert_after,
+                    notify=config.defaults.notify,
+                    silences=silences,
+                )
             self.poller = Poller(
                 feeds={f.name: f for f in config.feeds},
                 fetcher=fetcher,
                 store=FeedStore(self.redis, self.keys),
-                publisher=Publisher(
-                    self.redis, self.keys, stream_maxlen=config.delivery.stream_maxlen
-                ),
+                publisher=publisher,
+                stories=stories,
+                health=health,
                 matcher=self.rules.matcher,
                 parser=parser,
                 default_notify=config.defaults.notify,

@@ -1,0 +1,132 @@
+"""Stories end to end through the real command: three local feeds carrying one report in three
+rewrites, corroboration, and two daemon processes on one Redis."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from daemon._yaml import load_yaml, to_plain
+from tests.e2e.conftest import Feedwatch, Run
+from tests.support.feeds import Entry, rss
+from tests.support.httpserver import FeedServer
+
+PAIRS = Path(__file__).parent.parent / "data" / "stories" / "pairs.yaml"
+NOW = datetime.now(UTC)
+REWRITES = {"wire": "troops-wire", "kyiv": "troops-rewrite", "desk": "troops-cut"}
+
+
+@cache
+def _items() -> dict[str, Any]:
+    return dict(to_plain(load_yaml(PAIRS))["items"])
+
+
+def serve(server: FeedServer, feed: str) -> str:
+    """Serve feed ``feed`` carrying its rewrite of the story; returns its URL."""
+    name = REWRITES[feed]
+    it = _items()[name]
+    link = f"https://{feed}.example.org/{name}"
+    entry = Entry(name, it["title"], it["text"], NOW - timedelta(minutes=30), link)
+    server.set(f"/{feed}.xml", rss([entry]))
+    return server.url(f"/{feed}.xml")
+
+
+def kursk_only(fw: Feedwatch, extra: str = "") -> None:
+    rule = f"{{id: kursk, title: Fighting in Kursk, query: Kursk, severity: high{extra}}}"
+    (fw.rules / "test.yaml").write_text(f"rules:\n  - {rule}\n")
+
+
+def ok(run: Run) -> list[dict[str, Any]]:
+    assert run.code == 0, run.stderr
+    return run.alerts()
+
+
+def test_one_alert_then_follow_ups_with_sources_growing(
+    fw: Feedwatch, feed_server: FeedServer
+) -> None:
+    """Feeds added one by one: one new alert, then two updates listing more sources."""
+    kursk_only(fw)
+    seen: list[dict[str, Any]] = []
+    for feed in REWRITES:
+        fw.add_feed(feed, serve(feed_server, feed))
+        (alert,) = ok(fw.run())
+        seen.append(alert)
+    assert [a["kind"] for a in seen] == ["new", "update", "update"]
+    assert [a["sources"] for a in seen] == [["wire"], ["wire", "kyiv"], ["wire", "kyiv", "desk"]]
+    assert [a["source_count"] for a in seen] == [1, 2, 3]
+    assert len({a["story_id"] for a in seen}) == 1
+    assert seen[1]["first_alert_id"] == seen[2]["first_alert_id"] == seen[0]["id"]
+    assert ok(fw.run()) == []
+
+
+def test_update_in_text_format(fw: Feedwatch, feed_server: FeedServer) -> None:
+    """The console's text line of a follow-up says who else reported it and how many."""
+    kursk_only(fw)
+    fw.config["notifiers"]["out"]["format"] = "text"
+    fw.add_feed("wire", serve(feed_server, "wire"))
+    assert fw.run().code == 0
+    fw.add_feed("kyiv", serve(feed_server, "kyiv"))
+    run = fw.run()
+    assert run.code == 0, run.stderr
+    assert "[HIGH] update kursk: also reported by kyiv — 2 sources: " in run.stdout
+
+
+def test_min_sources_two(fw: Feedwatch, feed_server: FeedServer) -> None:
+    """min_sources 2: nothing after the first feed, one alert listing both after the second."""
+    kursk_only(fw, ", min_sources: 2, within: 6h")
+    fw.add_feed("wire", serve(feed_server, "wire"))
+    assert ok(fw.run()) == []
+    fw.add_feed("kyiv", serve(feed_server, "kyiv"))
+    (alert,) = ok(fw.run())
+    assert alert["kind"] == "new" and alert["sources"] == ["wire", "kyiv"]
+
+
+def test_two_processes_one_story_one_alert(
+    tmp_path: Path, redis_url: str, feed_server: FeedServer
+) -> None:
+    """Two `run --once` processes on one Redis, each polling a feed with a rewrite of one
+    story, at the same time: one new alert between them (the other item is its follow-up)."""
+    procs: list[subprocess.Popen[str]] = []
+    for feed in ("wire", "kyiv"):
+        (tmp_path / feed).mkdir()
+        fw = Feedwatch(tmp_path / feed, redis_url)
+        kursk_only(fw)
+        fw.add_feed(feed, serve(feed_server, feed))
+        procs.append(fw.popen("run", "--once"))
+    alerts: list[dict[str, Any]] = []
+    for p in procs:
+        out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err
+        alerts += Run(p.returncode, out, err).alerts()
+    assert sorted(a["kind"] for a in alerts) == ["new", "update"]
+    assert len({a["story_id"] for a in alerts}) == 1
+    assert {a["feed"] for a in alerts} == {"wire", "kyiv"}
+
+
+def test_silence_commands(fw: Feedwatch, feed_server: FeedServer) -> None:
+    """silence add / list / expire: a silenced rule prints nothing; after expire it alerts."""
+    import json
+
+    kursk_only(fw)
+    added = fw.run("silence", "add", "kursk", "--for", "2h", "--comment", "too noisy")
+    assert added.code == 0, added.stderr
+    sid = added.stdout.strip()
+    listed = json.loads(fw.run("silence", "list", "--json").stdout)
+    assert [(s["id"], s["rule_id"], s["comment"], s["active"]) for s in listed] == [
+        (sid, "kursk", "too noisy", True)
+    ]
+    assert sid in fw.run("silence", "list").stdout
+    fw.add_feed("wire", serve(feed_server, "wire"))
+    run = fw.run()
+    assert ok(run) == [] and "silenced=1" in run.stderr
+    assert fw.run("silence", "expire", sid).code == 0
+    assert fw.run("silence", "expire", sid).code == 1
+    assert fw.run("silence", "list").stdout.strip() == "no silences"
+    fw.add_feed("kyiv", serve(feed_server, "kyiv"))
+    (alert,) = ok(fw.run())
+    assert alert["kind"] == "new" and alert["sources"] == ["wire", "kyiv"]
+    bad = fw.run("silence", "add", "kursk", "--for", "soon")
+    assert bad.code == 2 and "--for" in bad.stderr
