@@ -8,9 +8,11 @@
    fingerprint + ``assign`` for ``--probes`` more items: half rewrites of stories in the index
    (headline changed, a fifth of the sentences dropped, two swapped; stories from the start,
    middle and end of the window), half new stories.
-2. Writes the Redis layout described in ``daemon/story.py`` for the same stories into a real
-   redis-server (``daemon.embedded.EmbeddedRedis``, in memory) and reads ``INFO memory``:
-   bytes per remembered story, per part, and the cost of one pipelined lookup.
+2. The Redis index the daemon uses (``daemon.story_store.StoryStore``) on a real redis-server
+   (``daemon.embedded.EmbeddedRedis``, in memory): filled with the same stories (every other
+   one carried by a second feed: 1.5 items per story), then fingerprint + lookup + commit of
+   the same kind of probes, one at a time and in polls of 50; ``INFO memory`` gives bytes per
+   remembered item.
 3. ``--compare``: precision/recall on tests/data/stories/pairs.yaml and fingerprint cost of the
    alternatives (MinHash Jaccard, MinHash containment, SimHash) beside the chosen design.
 
@@ -20,6 +22,7 @@ Prints a summary and writes ``bench/results/story.json``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import itertools
 import json
@@ -36,26 +39,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import redis  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
 
 from bench.match import vocabulary  # noqa: E402
 from bench.story_compare import compare  # noqa: E402
 from daemon.embedded import EmbeddedRedis  # noqa: E402
-from daemon.story import StoryIndex, StoryState, fingerprint  # noqa: E402
-from daemon.story_sketch import PACKED_SIZE, Fingerprint  # noqa: E402
+from daemon.keys import Keys  # noqa: E402
+from daemon.story import StoryIndex, fingerprint  # noqa: E402
+from daemon.story_sketch import Fingerprint  # noqa: E402
+from daemon.story_store import StoryEntry, StoryStore, item_key  # noqa: E402
 
 HOUR = 3600.0
 WINDOW = 48 * HOUR
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 FEEDS = [f"feed-{i:03d}" for i in range(300)]
-MAX_SOURCES = 8
-RECORD = PACKED_SIZE + 1 + 2 * MAX_SOURCES  # sketch, source count, source feed ids
-REC_PER_HASH = 40  # 3 fields per record: 120 fields per hash, under hash-max-ziplist-entries
-SLICE_HOURS = 12
-BAND_SLICE = SLICE_HOURS * HOUR  # band and item hashes: one set per 12 hours
-PER_HASH = 80  # fields per small hash: stays under hash-max-ziplist-entries (128)
 NAME_SHARE = 0.15
 NOW = WINDOW - HOUR / 2  # when the probes arrive: every filled story is still in the window
+T_FILL = 1_800_000_000.0  # the Redis index's clock (epoch seconds) at the start of its fill
+T_PROBE = T_FILL + NOW
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in ("a", "e", "i", "o", "u", "ar", "en")]
 
 
@@ -171,137 +172,99 @@ def _timed(probes: list[tuple[str, str, str]]) -> float:
     return (time.perf_counter() - t0) / len(probes)
 
 
-def _shards(entries_per_slice: float) -> int:
-    return max(1, round(entries_per_slice / PER_HASH))
+def bench_redis(args: argparse.Namespace) -> dict[str, Any]:
+    """The Redis story index as the daemon runs it (``daemon.story_store.StoryStore`` on a
+    real redis-server): fill it with ``--stories`` stories (every other one carried by a
+    second feed: 1.5 items per story) spread over the window, then time fingerprint +
+    lookup + commit of the probes, one item at a time and in polls of 50; INFO memory."""
+    return asyncio.run(_bench_redis(args))
 
 
-def bench_redis(stories: list[StoryState], probe_fps: list[Fingerprint]) -> dict[str, Any]:
-    """Write the layout for every story; INFO memory before and after each part."""
-    rng = random.Random(5)
-    n = len(stories)
-    slices = WINDOW / BAND_SLICE + 1
-    avg_keys = sum(len(s.keys) for s in stories) / n
-    band_shards = _shards(n / slices * avg_keys)
-    item_shards = _shards(n * 1.5 / slices)
-    tag = "{fw}"
-    parts: dict[str, int] = {}
+async def _bench_redis(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    vocab = vocabulary(random.Random(args.seed))
+    cum = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(vocab))))
+    chunk = 5000
+    jobs = [(args.seed, i, min(chunk, args.stories - i)) for i in range(0, args.stories, chunk)]
+    with multiprocessing.Pool(2) as pool:
+        fps = [fp for part in pool.map(_fingerprints, jobs) for fp in part]
+    texts = [t for job in (jobs[0], jobs[len(jobs) // 2], jobs[-1]) for t in _texts(*job)]
+    probes = [
+        ("rewrite", *rewrite(rng, vocab, *texts[rng.randrange(len(texts))]))
+        if j % 2 == 0
+        else ("new", *make_story(rng, vocab, cum))
+        for j in range(args.probes)
+    ]
+    step = (WINDOW - HOUR) / args.stories
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(tmp, persistent=False) as server:
         assert server.url
-        r = redis.Redis.from_url(server.url)
-        r.config_set("maxmemory-policy", "noeviction")
+        r = aioredis.Redis.from_url(server.url)
+        store = StoryStore(r, Keys("fw"), window=WINDOW)
 
-        def used() -> int:
-            return int(r.info("memory")["used_memory"])
+        async def used() -> int:
+            return int((await r.info("memory"))["used_memory"])
 
-        def ttl(end: float) -> int:  # story times run 0..WINDOW; "now" is the end of the fill
-            return max(1, int(end + WINDOW - NOW))
-
-        base = used()
-        feed_ids = {f: i + 1 for i, f in enumerate(FEEDS)}
-        r.hset(f"{tag}:story:feeds", mapping=feed_ids)
-        # 1. records: the id is (hour, index); small hashes of REC_PER_HASH records, each record
-        #    in three fields of <= 64 bytes (hash-max-ziplist-value), field = index * 4 + part
-        refs: list[tuple[int, int]] = []
-        pipe = r.pipeline(transaction=False)
-        counts: dict[int, int] = {}
-        for i, story in enumerate(stories):
-            hour = int(story.started // HOUR)
-            idx = counts.get(hour, 0)
-            counts[hour] = idx + 1
-            refs.append((hour, idx))
-            sources = [feed_ids[f] for f in rng.sample(FEEDS, rng.choice((1, 1, 2, 3)))]
-            src = bytes([len(sources)]) + b"".join(s.to_bytes(2, "little") for s in sources)
-            record = story.fingerprint.pack() + src.ljust(RECORD - PACKED_SIZE, b"\0")
-            name = f"{tag}:story:rec:{hour}:{idx // REC_PER_HASH}"
-            parts3 = {idx * 4 + p: record[p * 64 : (p + 1) * 64] for p in range(3)}
-            pipe.hset(name, mapping=parts3)  # type: ignore[arg-type]
-            if idx % REC_PER_HASH == 0:
-                pipe.expire(name, ttl((hour + 1) * HOUR))
-            if i % 1000 == 999:
-                pipe.execute()
-        pipe.execute()
-        parts["records"] = used() - base
-        # 2. band keys: field = 32-bit key, value = last 4 story indexes (3 bytes each)
-        buckets: dict[tuple[int, int], dict[int, list[int]]] = {}
-        for story, (hour, idx) in zip(stories, refs, strict=True):
-            part = int(story.started // BAND_SLICE)
-            ref = (hour % SLICE_HOURS) << 20 | idx  # hour within the slice, index in that hour
-            for k in story.keys:
-                bucket = buckets.setdefault((part, k % band_shards), {}).setdefault(k, [])
-                bucket.append(ref)
-                del bucket[:-4]
-        mark = used()
-        for (part, shard), fields in buckets.items():
-            name = f"{tag}:story:band:{part}:{shard}"
-            mapping = {k: b"".join(x.to_bytes(3, "little") for x in v) for k, v in fields.items()}
-            pipe.hset(name, mapping=mapping)
-            pipe.expire(name, ttl((part + 1) * BAND_SLICE))
-        pipe.execute()
-        parts["band_keys"] = used() - mark
-        # 3. items: 6-byte hash of the item key -> story ref (1.5 items per story)
-        mark = used()
-        items: dict[tuple[int, int], dict[bytes, int]] = {}
-        for i, (story, (hour, idx)) in enumerate(zip(stories, refs, strict=True)):
-            part = int(story.started // BAND_SLICE)
-            for _ in range(1 + (i % 2)):
-                h = rng.getrandbits(48).to_bytes(6, "little")
-                items.setdefault((part, h[0] % item_shards), {})[h] = hour << 21 | idx
-        for (part, shard), fields in items.items():
-            name = f"{tag}:story:item:{part}:{shard}"
-            pipe.hset(name, mapping=fields)  # type: ignore[arg-type]
-            pipe.expire(name, ttl((part + 1) * BAND_SLICE))
-        pipe.execute()
-        parts["item_map"] = used() - mark
-        encodings = {
-            r.object("encoding", k).decode()
-            for k in r.scan_iter(f"{tag}:story:*", count=1000)
-            if not k.endswith(b":feeds")
-        }
-        lookup_us = _lookup_cost(r, probe_fps, band_shards, tag)
-        r.close()
-    total = sum(parts.values())
+        base = await used()
+        t0 = time.perf_counter()
+        items = 0
+        for start in range(0, len(fps), 50):
+            batch = []
+            for i in range(start, min(start + 50, len(fps))):
+                feed = FEEDS[i % len(FEEDS)]
+                batch.append(StoryEntry(item_key(feed, f"i{i}"), fps[i], feed, f"https://x/{i}"))
+                if i % 2:
+                    other = FEEDS[(i + 7) % len(FEEDS)]
+                    batch.append(StoryEntry(item_key(other, f"j{i}"), fps[i], other, None))
+            items += len(batch)
+            await store.assign_many(batch, T_FILL + start * step)
+        fill_s = time.perf_counter() - t0
+        mem = await used() - base
+        stories = len(fps)
+        del fps
+        encodings: set[str] = set()
+        async for k in r.scan_iter(match="{fw}:story:[bm]:*", count=1000):
+            encodings.add((await r.object("encoding", k)).decode())
+        # one item at a time (a poll with one new item), then polls of 50 new items
+        fp_times, one_times = [], []
+        joined = {"rewrite": 0, "new": 0}
+        for j, (kind, title, text) in enumerate(probes):
+            t1 = time.perf_counter()
+            fp = fingerprint(title, text)
+            t2 = time.perf_counter()
+            got = await store.assign(item_key("probe", str(j)), fp, "probe", T_PROBE)
+            t3 = time.perf_counter()
+            fp_times.append(t2 - t1)
+            one_times.append(t3 - t2)
+            joined[kind] += not got.new_story
+        batch_probes = [
+            StoryEntry(item_key("poll", str(j)), fingerprint(t, x), "poll", None)
+            for j, (_, t, x) in enumerate(probes)
+        ]
+        t4 = time.perf_counter()
+        for start in range(0, len(batch_probes), 50):
+            await store.assign_many(batch_probes[start : start + 50], T_PROBE + 1)
+        batch_us = (time.perf_counter() - t4) / len(batch_probes) * 1e6
+        await r.aclose()
+    n = len(probes)
+    us = 1e6
+    totals = [a + b for a, b in zip(fp_times, one_times, strict=True)]
     return {
-        "stories": n,
-        "record_bytes": RECORD,
-        "band_keys_per_story": round(avg_keys, 2),
-        "band_hashes_per_slice": band_shards,
-        "hash_encodings": sorted(encodings),
-        "bytes_per_story": {k: round(v / n, 1) for k, v in parts.items()},
-        "bytes_per_story_total": round(total / n, 1),
-        "bytes_per_item_at_1_5_items_per_story": round(total / (n * 1.5), 1),
-        "redis_lookup_us": lookup_us,
+        "stories": stories,
+        "items": items,
+        "fill_us_per_item": round(fill_s / items * us, 1),
+        "bytes_per_item": round(mem / items, 1),
+        "bytes_per_story": round(mem / stories, 1),
+        "band_and_item_hash_encodings": sorted(encodings),
+        "probes": n,
+        "fingerprint_us_median": round(statistics.median(fp_times) * us, 1),
+        "lookup_commit_one_us_median": round(statistics.median(one_times) * us, 1),
+        "lookup_commit_one_us_p99": round(sorted(one_times)[int(n * 0.99)] * us, 1),
+        "total_one_us_median": round(statistics.median(totals) * us, 1),
+        "total_one_us_mean": round(statistics.fmean(totals) * us, 1),
+        "lookup_commit_in_polls_of_50_us_per_item": round(batch_us, 1),
+        "rewrites_joined": round(joined["rewrite"] / (n / 2), 3),
+        "new_stories_joined": round(joined["new"] / (n / 2), 3),
     }
-
-
-def _lookup_cost(r: redis.Redis, probes: list[Fingerprint], shards: int, tag: str) -> float:
-    """One lookup as the Redis index would do it: HMGET the probe keys in every live
-    slice (one pipeline), then HMGET the candidate records (a second one)."""
-    live = range(int(WINDOW // BAND_SLICE) + 1)
-    t0 = time.perf_counter()
-    for fp in probes:
-        groups: dict[int, list[int]] = {}
-        for k in fp.probes:
-            groups.setdefault(k % shards, []).append(k)
-        pipe = r.pipeline(transaction=False)
-        order = []
-        for part in live:
-            for shard, ks in groups.items():
-                pipe.hmget(f"{tag}:story:band:{part}:{shard}", ks)
-                order.append(part)
-        refs = set()
-        for part, values in zip(order, pipe.execute(), strict=True):
-            for v in values:
-                for i in range(0, len(v or b""), 3):
-                    ref = int.from_bytes(v[i : i + 3], "little")
-                    refs.add((part * SLICE_HOURS + (ref >> 20), ref & 0xFFFFF))
-        pipe = r.pipeline(transaction=False)
-        for hour, idx in list(refs)[:16]:
-            name = f"{tag}:story:rec:{hour}:{idx // REC_PER_HASH}"
-            pipe.hmget(name, [idx * 4, idx * 4 + 1, idx * 4 + 2])
-        for fields in pipe.execute():
-            if all(fields):
-                Fingerprint.unpack(b"".join(fields)[:PACKED_SIZE])
-    return round((time.perf_counter() - t0) / len(probes) * 1e6, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,15 +300,21 @@ def main(argv: list[str] | None = None) -> int:
         "goals": {"us_per_item_at_100000": 500, "redis_bytes_per_item": 300},
     }
     if not args.no_redis:
-        sample = _texts(args.seed + 1, 0, 200)
-        red = bench_redis(index.stories(), [fingerprint(t, x) for t, x in sample])
+        red = bench_redis(args)
         result["redis"] = red
         print(
-            f"redis: {red['bytes_per_story_total']} bytes per remembered story "
-            f"({', '.join(f'{k} {v}' for k, v in red['bytes_per_story'].items())}); "
-            f"{red['bytes_per_item_at_1_5_items_per_story']} per item at 1.5 items/story "
-            f"(goal <= 300); hashes {red['hash_encodings']}; "
-            f"one lookup {red['redis_lookup_us']} us"
+            f"redis index ({red['stories']:,} stories, {red['items']:,} items; fill "
+            f"{red['fill_us_per_item']} us/item): {red['bytes_per_item']} bytes per remembered "
+            f"item (goal <= 300), {red['bytes_per_story']} per story; hashes "
+            f"{red['band_and_item_hash_encodings']}"
+        )
+        print(
+            f"redis, per item, median: fingerprint {red['fingerprint_us_median']} us + lookup "
+            f"and commit {red['lookup_commit_one_us_median']} us (p99 "
+            f"{red['lookup_commit_one_us_p99']}) = {red['total_one_us_median']} us (goal <= 500)"
+            f"; in polls of 50 new items: lookup and commit "
+            f"{red['lookup_commit_in_polls_of_50_us_per_item']} us/item; rewrites joined "
+            f"{red['rewrites_joined']:.1%}, new stories joined one {red['new_stories_joined']:.1%}"
         )
     if args.compare:
         result["compare"] = compare()

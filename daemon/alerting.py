@@ -33,7 +33,7 @@ counts them all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -51,7 +51,7 @@ from daemon.publish import (
 )
 from daemon.rules import Rule
 from daemon.silence import Silences
-from daemon.story import fingerprint
+from daemon.story_sketch import Fingerprint, fingerprints
 from daemon.story_store import Assigned, StoryEntry, StoryStore, item_key
 from daemon.types import Item
 
@@ -112,22 +112,53 @@ async def publish_plain(
     return told
 
 
+Fingerprinter = Callable[[Sequence[tuple[str, str]]], Awaitable[list[Fingerprint]]]
+
+
+async def _inline(texts: Sequence[tuple[str, str]]) -> list[Fingerprint]:
+    return fingerprints(texts)
+
+
 class StoryStage:
+    """``fingerprint``: computes fingerprints of (title, text) pairs; the daemon passes its
+    parse pool's (``ParsePool.fingerprints``: worker processes, off the event loop)."""
+
     def __init__(
-        self, store: StoryStore, publisher: Publisher, silences: Silences | None = None
+        self,
+        store: StoryStore,
+        publisher: Publisher,
+        silences: Silences | None = None,
+        *,
+        fingerprint: Fingerprinter = _inline,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.silences = silences
+        self.fingerprint = fingerprint
 
-    async def assign(self, items: Sequence[Item], now: datetime) -> dict[str, Assigned]:
-        """The story of each item (by item id); call it with every new item of a poll."""
-        entries = [
-            StoryEntry(item_key(i.feed, i.id), fingerprint(i.title, i.summary), i.feed, i.link)
+    async def assign(
+        self, items: Sequence[Item], now: datetime, *, alertable: Sequence[Item] = ()
+    ) -> dict[str, Assigned]:
+        """The story of each item (by item id); call it with every new item of a poll.
+
+        An item published longer than the story window ago joins no story (its story, if it
+        had one, is forgotten) unless it is ``alertable`` (``backfill: all``)."""
+        keep = {i.id for i in alertable}
+        oldest = now.timestamp() - self.store.window
+        todo = [
+            i
             for i in items
+            if i.id in keep or i.published is None or i.published.timestamp() > oldest
+        ]
+        if not todo:
+            return {}
+        fps = await self.fingerprint([(i.title, i.summary) for i in todo])
+        entries = [
+            StoryEntry(item_key(i.feed, i.id), fp, i.feed, i.link)
+            for i, fp in zip(todo, fps, strict=True)
         ]
         got = await self.store.assign_many(entries, now.timestamp())
-        return {i.id: a for i, a in zip(items, got, strict=True)}
+        return {i.id: a for i, a in zip(todo, got, strict=True)}
 
     async def publish(
         self,

@@ -89,21 +89,22 @@ class Keys:
         return f"{self.tag}:health:{identity}"
 
     # -- stories (daemon/story_store.py, daemon/publish.py) ----------------------------------
-    def story(self, story_id: str) -> str:
-        """Hash: ``f0``-``f2`` (the packed sketch in three parts of <= 64 bytes, so the hash
-        stays a compact listpack), ``t`` (started), ``rev``, ``src`` (feed TAB first-seen per
-        line, first seen first)."""
-        return f"{self.tag}:story:{story_id}"
+    def story_record(self, story_id: str, block: int, size: int) -> tuple[str, int]:
+        """(string key, byte offset) of a story's fixed-size record: the id's first 6 hex
+        digits are the hour it started, the last 6 its number in that hour
+        (``daemon.story_lua`` draws the layout)."""
+        hour, number = int(story_id[:6], 16), int(story_id[6:12], 16)
+        return f"{self.tag}:story:r:{hour}:{number // block}", (number % block) * size
 
-    def story_bands(self, slice_no: int, shard: int) -> str:
-        """Hash band key → space-separated story ids (the last few filed in that time slice);
-        band keys are spread over shards (``key % shards``) to keep each hash small."""
-        return f"{self.tag}:story:band:{slice_no}:{shard}"
+    @property
+    def story_feeds(self) -> str:
+        """Hash ``n:<feed>`` → feed number, ``i:<number>`` → feed (story sources)."""
+        return f"{self.tag}:story:feeds"
 
-    def story_items(self, slice_no: int, shard: int) -> str:
-        """Hash item key / canonical-link key → story id, for the items assigned in a slice
-        (shard: the key's first hex byte ``% shards``)."""
-        return f"{self.tag}:story:item:{slice_no}:{shard}"
+    @property
+    def story_version(self) -> str:
+        """Counter bumped by every story-index commit that wrote."""
+        return f"{self.tag}:story:ver"
 
     def story_held(self, story_id: str) -> str:
         """Hash rule id → held first match (``min_sources`` not reached yet)."""

@@ -1,10 +1,11 @@
-"""Running the parser off the event loop.
+"""Running the parser, and story fingerprints, off the event loop.
 
 feedparser is pure Python and GIL-bound (~10–20 ms for a 50-item feed here), so parsing on the
 event loop would stall every fetch, and threads would share one core. ``ParsePool`` runs
 ``daemon.parse.parse_items`` in worker processes (spawned: they do not inherit the event loop
 or its threads) so a cold poll uses every core. ``workers=0`` parses inline, for tools and
-tests where a pool's start-up costs more than it saves.
+tests where a pool's start-up costs more than it saves. ``fingerprints`` computes the story
+fingerprints of a poll's new items in the same workers (~0.2 ms of pure Python per item).
 
 Workers must not outlive the daemon: if it is SIGKILLed they would linger holding its stdout.
 Each worker asks Linux to kill it when its parent dies (``PR_SET_PDEATHSIG``), and elsewhere
@@ -22,12 +23,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from daemon import parse
 from daemon.errors import ParseError
+from daemon.story_sketch import Fingerprint, fingerprints
 from daemon.types import Item
 
 _PR_SET_PDEATHSIG = 1
@@ -80,6 +82,18 @@ class ParsePool:
                 # the other feeds go on, and report this feed's poll as a parse error.
                 self._restart()
                 raise ParseError(feed, "parser process died while reading this feed") from e
+
+    async def fingerprints(self, texts: Sequence[tuple[str, str]]) -> list[Fingerprint]:
+        """The story fingerprint of each (title, text), computed in a worker."""
+        if self._pool is None or not texts:
+            return fingerprints(texts)
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(self._pool, fingerprints, list(texts))
+            except BrokenProcessPool:
+                self._restart()
+        return fingerprints(texts)  # the worker died: compute them here, lose nothing
 
     def _restart(self) -> None:
         old = self._pool

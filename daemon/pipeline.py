@@ -273,7 +273,11 @@ class Poller:
                 baseline=self.guard is not None and self.guard.baseline(name),
             )
             # Stories first: every new item, alertable or not (daemon/alerting.py).
-            stories = await self.stories.assign(decision.new, now) if self.stories else {}
+            stories = (
+                await self.stories.assign(decision.new, now, alertable=decision.alertable)
+                if self.stories
+                else {}
+            )
             matcher = self.matcher()
             matches = [
                 (build_alert(rm, item, now=now, default_notify=self.default_notify), rm.rule)

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from alerts.wire import Alert
 from daemon.errors import StoreError
 from daemon.keys import Keys
+from daemon.story_lua import BLOCK, RECORD, SOURCES_LUA
 
 ALERT_KEY_TTL = 30 * 86400
 
@@ -102,19 +103,20 @@ class Publisher:
             return []
         keys = [self.keys.alerts]
         args: list[str | int | float] = [self.stream_maxlen, self.alert_ttl, _epoch(now)]
-        args.append(len(candidates))
+        args += [len(candidates), self.keys.tag]
         for c in candidates:
             rule = c.rule_id
             keys += [
                 self.keys.alert(c.new.id), self.keys.alert(c.handled),
                 self.keys.story_held(c.story_id), self.keys.throttle(rule),
-                self.keys.throttle_held(rule), self.keys.story(c.story_id),
+                self.keys.throttle_held(rule),
+                self.keys.story_record(c.story_id, BLOCK, RECORD)[0],
             ]  # fmt: skip
             args += [
                 "match" if c.update is not None else "release", rule, c.min_sources, c.within,
                 c.throttle, c.new.item.feed, c.new.to_json(),
                 c.update.to_json() if c.update is not None else "",
-                json.dumps(c.new.item.title, ensure_ascii=False),
+                json.dumps(c.new.item.title, ensure_ascii=False), c.story_id,
             ]  # fmt: skip
         try:
             raw = await self._story_script(keys=keys, args=args)
@@ -142,19 +144,19 @@ class Publisher:
 
 # -- stories: one alert per (rule, story), follow-ups, corroboration, throttle -----------------
 
-_PUBLISH_STORY = """
+_PUBLISH_STORY = (
+    SOURCES_LUA
+    + """
 local maxlen, ttl, nowstr = ARGV[1], ARGV[2], ARGV[3]
-local now, n = tonumber(ARGV[3]), tonumber(ARGV[4])
-local function sources(key, feed, within)
+local now, n, tag = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local function sources(sid, feed, within)
   local names, count = {}, 0
-  local src = redis.call('HGET', key, 'src')
-  if src then
-    for line in string.gmatch(src, '[^\\n]+') do
-      local f, t = string.match(line, '^(.-)\\t(.*)$')
-      if f then
-        names[#names + 1] = f
-        if now - tonumber(t) <= within then count = count + 1 end
-      end
+  local r = story_read(tag, sid)
+  if r then
+    local found, times = story_sources(tag, r)
+    for i = 1, #found do
+      names[i] = found[i]
+      if now - times[i] <= within then count = count + 1 end
     end
   end
   if #names == 0 then names, count = {feed}, 1 end
@@ -171,13 +173,13 @@ local function xadd(payload)
 end
 local out = {}
 for i = 0, n - 1 do
-  local k, a = 1 + i * 6, 4 + i * 9
+  local k, a = 1 + i * 6, 5 + i * 10
   local knew, khandled, kheld = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local kthr, kthrn, kstory = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
+  local kthr, kthrn = KEYS[k + 4], KEYS[k + 5]
   local mode, rule, min_src = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   local within, throttle, feed = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6]
   local new_json, upd_json, title = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
-  local names, count = sources(kstory, feed, within)
+  local names, count = sources(ARGV[a + 10], feed, within)
   local csv = table.concat(names, ',')
   if redis.call('EXISTS', khandled) == 1 then
     out[#out + 1] = {'dup', '', csv, '0'}
@@ -226,6 +228,7 @@ for i = 0, n - 1 do
 end
 return out
 """
+)
 
 
 def story_alert_id(rule_id: str, story_id: str) -> str:

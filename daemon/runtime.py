@@ -188,6 +188,7 @@ class Daemon:
                 StoryStore(self.redis, self.keys, window=config.polling.story_window),
                 publisher,
                 silences,
+                fingerprint=parser.fingerprints,
             )
             health = None
             if config.polling.alert_after > 0:

@@ -1,80 +1,173 @@
-"""The two Lua scripts of the Redis story index (``daemon.story_store``). Contains no Python logic.
+"""The Lua scripts of the Redis story index (``daemon.story_store``) and its record layout.
 
-Both start with ``ARGV = tag, now, window, slice, shards`` (seconds; ``now`` as the caller
-wrote it, so stored times are the caller's clock, injectable in tests) and share
-``_PRELUDE``. Every key they touch is ``<tag>:story:…`` (one hash tag: one Redis Cluster
-slot); ``KEYS[1]`` is one of the current slice's item hashes, for routing.
+Layout (every key ``<tag>:story:…``: one hash tag, one Redis Cluster slot)
+    ``r:<hour>:<block>``  string of fixed-size records (``RECORD`` bytes), ``BLOCK`` per key
+                          (allocated whole when its first record is written);
+                          a story id is 12 hex digits: the hour it started (24 bits) and its
+                          number in that hour (24 bits), which give key and offset.
+    ``n:<hour>``          the hour's story counter (starts at a random block boundary, so ids
+                          are not reused after Redis lost its data within the hour).
+    ``b:<slice>:<shard>`` hash: band key (4 bytes) → refs (6 bytes each) of the last
+                          ``bucket_size`` stories filed under it in that slice.
+    ``m:<slice>:<shard>`` hash: item key or canonical-link key (8 bytes) → ref.
+    ``feeds``             hash: ``n:<feed>`` → feed number, ``i:<number>`` → feed, ``next``.
+    ``ver``               counter: bumped by every commit that wrote, so a commit can tell
+                          that nothing changed since its lookup without reading buckets again.
 
-``LOOKUP`` (read only), per item: the story its item key or canonical link already points to,
-else the candidate stories under its probe keys (best first, at most ``max_candidates``, each
-with its started time and packed sketch) and a *digest*: SHA-1 of the probe keys' buckets in
-every live slice and of the candidates' revisions.
+A record: the packed sketch (``PACKED_SIZE`` bytes), started (u32, seconds), revision (u16),
+source count (u8), a pad byte, then up to ``MAX_SOURCES`` sources (feed number u16, first seen
+u32 seconds). Big-endian. Records expire ``window`` after their hour ends; bands and item
+keys ``window`` after their slice ends, so a lookup reads ``window / slice + 1`` slices.
 
-``COMMIT``, per item, atomically: if the item key is now known, that story; if its link is now
-known, join that story; if the digest of the same buckets and candidates differs (another
-process filed a story under one of the item's probe keys, or changed a candidate's sketch),
-``retry``; otherwise join the chosen story or start one. An empty digest forces the plan (the
-caller's last round): a story that vanished meanwhile is then started anew. So the similarity
-is computed in Python between the two, and two processes never start two stories where one
-process doing both items in turn would have started one.
+Both scripts start with ``ARGV = tag, now, window, slice, shards``; times are the caller's
+clock (injectable); Redis TTLs only reclaim memory.
+
+``LOOKUP`` (read only), per item: the story its item key or link already points to, else up
+to ``max_candidates`` candidate stories under its probe keys (found under most keys first, each
+with started time and sketch), how full each probe key's buckets are, and a digest of those
+buckets and of the candidates' revisions; once per call, the index's version.
+
+``COMMIT``, per item, atomically: a known item → its story; a known link → join it. Otherwise
+the plan stands if the version is the one the lookup saw (no other process wrote since; the
+caller holds back items that an earlier item of the same batch changes: ``StoryStore.commit``);
+else the digest is computed again, and a difference means ``retry`` (another process filed a
+story under one of the item's keys or changed a candidate). An
+empty digest forces the plan (the caller's last round). So similarity is computed in Python
+between the two scripts, and two processes never start two stories where one process doing
+both items in turn would have started one.
 """
 
 from __future__ import annotations
 
-_PRELUDE = """
-local tag, nowstr = ARGV[1], ARGV[2]
+from daemon.story_sketch import PACKED_SIZE
+
+__all__ = ["BLOCK", "COMMIT", "LOOKUP", "MAX_SOURCES", "RECORD", "SOURCES_LUA"]
+
+MAX_SOURCES = 8
+RECORD = PACKED_SIZE + 8 + 6 * MAX_SOURCES
+BLOCK = 64
+
+# Shared by the story scripts and daemon/publish.py: a story's record and its sources.
+SOURCES_LUA = f"""
+local RS, SK, BLOCK, MAXS = {RECORD}, {PACKED_SIZE}, {BLOCK}, {MAX_SOURCES}
+local function story_loc(tag, sid)
+  local h, n = tonumber(string.sub(sid, 1, 6), 16), tonumber(string.sub(sid, 7, 12), 16)
+  return tag .. ':story:r:' .. h .. ':' .. math.floor(n / BLOCK), (n % BLOCK) * RS
+end
+local function story_read(tag, sid)
+  local k, off = story_loc(tag, sid)
+  local r = redis.call('GETRANGE', k, off, off + RS - 1)
+  if #r < RS then return nil end
+  return r
+end
+local function rec_started(r) return (struct.unpack('>I4', r, SK + 1)) end
+local function rec_rev(r) return (struct.unpack('>I2', r, SK + 5)) end
+local function rec_count(r) return string.byte(r, SK + 7) end
+local function rec_source(r, i) return struct.unpack('>I2I4', r, SK + 9 + (i - 1) * 6) end
+local function story_sources(tag, r)
+  local count = rec_count(r)
+  local names, times = {{}}, {{}}
+  if count == 0 then return names, times end
+  local fields = {{}}
+  for i = 1, count do
+    local id, t = rec_source(r, i)
+    fields[i], times[i] = 'i:' .. id, t
+  end
+  local got = redis.call('HMGET', tag .. ':story:feeds', unpack(fields))
+  for i = 1, count do names[i] = got[i] or '?' end
+  return names, times
+end
+"""
+
+_PRELUDE = (
+    SOURCES_LUA
+    + """
+local tag = ARGV[1]
 local now, window, S = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local shards = tonumber(ARGV[5])
 local first, last = math.floor((now - window) / S), math.floor(now / S)
-local function rec(sid) return tag .. ':story:' .. sid end
-local function bandk(s, k) return tag .. ':story:band:' .. s .. ':' .. (tonumber(k) % shards) end
-local function itemk(s, key)
-  return tag .. ':story:item:' .. s .. ':' .. (tonumber(string.sub(key, 2, 3), 16) % shards)
+local VER = tag .. ':story:ver'
+local function sid_of(ref) return string.format('%06x%06x', struct.unpack('>I3I3', ref)) end
+local function ref_of(sid)
+  local h, n = tonumber(string.sub(sid, 1, 6), 16), tonumber(string.sub(sid, 7, 12), 16)
+  return struct.pack('>I3I3', h, n)
 end
-local function sketch(sid)
-  local p = redis.call('HMGET', rec(sid), 'f0', 'f1', 'f2')
-  if p[1] and p[2] and p[3] then return p[1] .. p[2] .. p[3] end
-  return nil
+local function live_record(sid)
+  local r = story_read(tag, sid)
+  if not r then return nil end
+  local t = rec_started(r)
+  if t == 0 or t + window <= now then return nil end
+  return r
 end
-local function live(sid)
-  local t = redis.call('HGET', rec(sid), 't')
-  return t and tonumber(t) + window > now
+-- Band keys come from the caller as (shard, 4-byte field) pairs: {sh = {...}, fl = {...}}.
+local bpre = {}
+for s = first, last do bpre[s] = tag .. ':story:b:' .. s .. ':' end
+local function band_list(pos)
+  -- the list at ARGV[pos] (count, then shard and field per key); and the position after it
+  local m = tonumber(ARGV[pos])
+  local sh, fl = {}, {}
+  for j = 1, m do sh[j] = ARGV[pos + 2 * j - 1]; fl[j] = ARGV[pos + 2 * j] end
+  return {sh = sh, fl = fl}, pos + 1 + 2 * m
+end
+local function mapk(s, key)
+  return tag .. ':story:m:' .. s .. ':' .. ((struct.unpack('>I2', key)) % shards)
 end
 local function find(key)
   if key == '' then return nil end
   for s = last, first, -1 do
-    local sid = redis.call('HGET', itemk(s, key), key)
-    if sid and live(sid) then return sid end
+    local ref = redis.call('HGET', mapk(s, key), key)
+    if ref then
+      local sid = sid_of(ref)
+      local r = live_record(sid)
+      if r then return sid, r end
+    end
   end
   return nil
 end
-local function ids(v)
+local function refs(v)
+  -- the 6-byte refs of a bucket, as they are (story ids only for the candidates kept)
   local out = {}
-  if v then for x in string.gmatch(v, '%S+') do out[#out + 1] = x end end
+  if v then for i = 1, #v - 5, 6 do out[#out + 1] = string.sub(v, i, i + 5) end end
   return out
 end
 local function buckets(probes)
-  local parts, found = {}, {}
-  if #probes == 0 then return parts, found end
-  for s = first, last do
-    for _, k in ipairs(probes) do
-      local v = redis.call('HGET', bandk(s, k), k)
+  -- parts: every bucket read (for the digest); found: the story ids per bucket; fill: per probe
+  local parts, found, fill = {}, {}, {}
+  local sh, fl = probes.sh, probes.fl
+  for j = 1, #fl do
+    fill[j] = 0
+    for s = first, last do
+      local v = redis.call('HGET', bpre[s] .. sh[j], fl[j])
       parts[#parts + 1] = v or ''
-      if v then found[#found + 1] = ids(v) end
+      if v then
+        local ids = refs(v)
+        found[#found + 1] = ids
+        fill[j] = fill[j] + #ids
+      end
     end
   end
-  return parts, found
+  return parts, found, fill
 end
-local function digest(parts, cands)
-  local all = {}
-  for i = 1, #parts do all[#all + 1] = parts[i] end
-  for i = 1, #cands do all[#all + 1] = redis.call('HGET', rec(cands[i]), 'rev') or '-' end
-  return redis.sha1hex(table.concat(all, '|'))
+local function revs_of(cands)
+  local revs = {}
+  for i = 1, #cands do
+    local r = story_read(tag, cands[i])
+    revs[i] = r and tostring(rec_rev(r)) or '-'
+  end
+  return revs
 end
-local function slice_ttl()
-  return math.ceil((last + 1) * S + window - now) + 60
+local function digest(parts, revs)
+  return redis.sha1hex(table.concat(parts, '|') .. '#' .. table.concat(revs, '|'))
+end
+local function slice_ttl() return math.ceil((last + 1) * S + window - now) + 60 end
+local function sources_text(r)
+  local names, times = story_sources(tag, r)
+  local lines = {}
+  for i = 1, #names do lines[i] = names[i] .. '\\t' .. times[i] .. '\\n' end
+  return table.concat(lines)
 end
 """
+)
 
 LOOKUP = (
     _PRELUDE
@@ -82,48 +175,53 @@ LOOKUP = (
 local maxc, n = tonumber(ARGV[6]), tonumber(ARGV[7])
 local pos, out = 8, {}
 for _ = 1, n do
-  local key, link, np = ARGV[pos], ARGV[pos + 1], tonumber(ARGV[pos + 2])
-  local probes = {}
-  for j = 1, np do probes[j] = ARGV[pos + 2 + j] end
-  pos = pos + 3 + np
-  local known = find(key)
-  local linked = (not known) and find(link) or nil
+  local key, link = ARGV[pos], ARGV[pos + 1]
+  local probes
+  probes, pos = band_list(pos + 2)
+  local known, kr = find(key)
+  local linked = nil
+  if not known then linked = find(link) end
   if known then
-    local r = redis.call('HMGET', rec(known), 't', 'src')
-    out[#out + 1] = {'known', known, r[1], r[2]}
+    out[#out + 1] = {'known', known, rec_started(kr), sources_text(kr)}
   elseif linked then
     out[#out + 1] = {'link', linked}
   else
-    local parts, found = buckets(probes)
+    local parts, found, fill = buckets(probes)
+    -- rank: found under more keys first (each key weighs 1 + 1 / its bucket's size), then
+    -- first found first; one number per story, so the sort needs no Lua comparator
     local score, order = {}, {}
     for _, bucket in ipairs(found) do
-      local w = 1 + 1 / #bucket
-      for _, sid in ipairs(bucket) do
-        if not score[sid] then score[sid] = 0; order[#order + 1] = sid end
-        score[sid] = score[sid] + w
+      local w = 12 + 12 / #bucket
+      for _, ref in ipairs(bucket) do
+        if not score[ref] then score[ref] = 0; order[#order + 1] = ref end
+        score[ref] = score[ref] + w
       end
     end
-    local rank = {}
-    for i, sid in ipairs(order) do rank[sid] = i end
-    table.sort(order, function(a, b)
-      if score[a] ~= score[b] then return score[a] > score[b] end
-      return rank[a] < rank[b]
-    end)
-    local cands, res = {}, {'cand', ''}
-    for _, sid in ipairs(order) do
+    local byrank, ranked = {}, {}
+    for i, ref in ipairs(order) do
+      local k = -(math.floor(score[ref] + 0.5) * 1048576 + (1048575 - i))
+      byrank[k] = ref
+      ranked[i] = k
+    end
+    table.sort(ranked)
+    local fills = {}
+    for j = 1, #fill do fills[j] = string.char(math.min(fill[j], 255)) end
+    local cands, revs, res = {}, {}, {'cand', '', table.concat(fills)}
+    for _, k in ipairs(ranked) do
       if #cands >= maxc then break end
-      local t = redis.call('HGET', rec(sid), 't')
-      local fp = t and tonumber(t) + window > now and sketch(sid)
-      if fp then
+      local sid = sid_of(byrank[k])
+      local r = live_record(sid)
+      if r then
         cands[#cands + 1] = sid
-        res[#res + 1] = sid; res[#res + 1] = t; res[#res + 1] = fp
+        revs[#revs + 1] = tostring(rec_rev(r))
+        res[#res + 1] = sid; res[#res + 1] = rec_started(r); res[#res + 1] = string.sub(r, 1, SK)
       end
     end
-    res[2] = digest(parts, cands)
+    res[2] = digest(parts, revs)
     out[#out + 1] = res
   end
 end
-return out
+return {redis.call('GET', VER) or '0', out}
 """
 )
 
@@ -131,19 +229,35 @@ COMMIT = (
     _PRELUDE
     + """
 local max_sources, bucket_size, index_keys = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local n = tonumber(ARGV[9])
-local function store_sketch(sid, fp)
-  redis.call('HSET', rec(sid), 'f0', string.sub(fp, 1, 64), 'f1', string.sub(fp, 65, 128),
-    'f2', string.sub(fp, 129))
-end
-local function index(sid, bands)
-  if #bands == 0 then return end
-  local fills, order = {}, {}
-  for i, k in ipairs(bands) do
-    local f = 0
-    for s = first, last do f = f + #ids(redis.call('HGET', bandk(s, k), k)) end
-    fills[i] = f; order[i] = i
+local seen_ver, seed, n = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local clean = (redis.call('GET', VER) or '0') == seen_ver
+local dirty = false
+local FEEDS = tag .. ':story:feeds'
+local function feed_id(feed)
+  local id = redis.call('HGET', FEEDS, 'n:' .. feed)
+  if not id then
+    id = redis.call('HINCRBY', FEEDS, 'next', 1)
+    if id > 65535 then return nil end
+    redis.call('HSET', FEEDS, 'n:' .. feed, id, 'i:' .. id, feed)
   end
+  redis.call('EXPIRE', FEEDS, math.ceil(window + S) + 3660)
+  return tonumber(id)
+end
+local function index(sid, bands, fills)
+  local sh, fl = bands.sh, bands.fl
+  if #fl == 0 then return end
+  if not fills then
+    fills = {}
+    for i = 1, #fl do
+      local f = 0
+      for s = first, last do
+        f = f + math.floor(#(redis.call('HGET', bpre[s] .. sh[i], fl[i]) or '') / 6)
+      end
+      fills[i] = f
+    end
+  end
+  local order = {}
+  for i = 1, #fl do order[i] = i end
   table.sort(order, function(a, b)
     if fills[a] ~= fills[b] then return fills[a] < fills[b] end
     return a < b
@@ -153,87 +267,121 @@ local function index(sid, bands)
     if fills[order[j]] < bucket_size then chosen[#chosen + 1] = order[j] end
   end
   if #chosen == 0 then for j = 1, math.min(2, #order) do chosen[#chosen + 1] = order[j] end end
+  local ref = ref_of(sid)
   for _, i in ipairs(chosen) do
-    local key = bandk(last, bands[i])
-    local bucket, present = ids(redis.call('HGET', key, bands[i])), false
-    for _, x in ipairs(bucket) do if x == sid then present = true end end
+    local key, field = bpre[last] .. sh[i], fl[i]
+    local v = redis.call('HGET', key, field) or ''
+    local present = false
+    for p = 1, #v - 5, 6 do if string.sub(v, p, p + 5) == ref then present = true end end
     if not present then
-      bucket[#bucket + 1] = sid
-      while #bucket > bucket_size do table.remove(bucket, 1) end
-      redis.call('HSET', key, bands[i], table.concat(bucket, ' '))
+      v = v .. ref
+      if #v > bucket_size * 6 then v = string.sub(v, #v - bucket_size * 6 + 1) end
+      redis.call('HSET', key, field, v)
       redis.call('EXPIRE', key, slice_ttl())
+      dirty = true
     end
   end
 end
 local function map(sid, keys)
+  local ref = ref_of(sid)
   for _, k in ipairs(keys) do
     if k ~= '' then
-      local ik = itemk(last, k)
-      redis.call('HSET', ik, k, sid)
-      redis.call('EXPIRE', ik, slice_ttl())
+      local mk = mapk(last, k)
+      redis.call('HSET', mk, k, ref)
+      redis.call('EXPIRE', mk, slice_ttl())
+      dirty = true
     end
   end
 end
-local function has(src, feed)
-  return string.find('\\n' .. src, '\\n' .. feed .. '\\t', 1, true) ~= nil
-end
-local function join(sid, feed, fp, bands, keys)
-  local src = redis.call('HGET', rec(sid), 'src') or ''
-  local _, count = string.gsub(src, '\\n', '')
-  if not has(src, feed) and count < max_sources then
-    src = src .. feed .. '\\t' .. nowstr .. '\\n'
-    redis.call('HSET', rec(sid), 'src', src)
+local function join(sid, r, feed, fp, bands, keys)
+  local k, off = story_loc(tag, sid)
+  local count, id = rec_count(r), feed_id(feed)
+  local listed = id == nil
+  for i = 1, count do
+    if (rec_source(r, i)) == id then listed = true end
+  end
+  if not listed and count < max_sources then
+    redis.call('SETRANGE', k, off + SK + 8 + count * 6, struct.pack('>I2I4', id, math.floor(now)))
+    redis.call('SETRANGE', k, off + SK + 6, string.char(count + 1))
+    dirty = true
   end
   if fp ~= '' then
-    store_sketch(sid, fp)
-    redis.call('HINCRBY', rec(sid), 'rev', 1)
-    index(sid, bands)
+    redis.call('SETRANGE', k, off, fp)
+    redis.call('SETRANGE', k, off + SK + 4, struct.pack('>I2', (rec_rev(r) + 1) % 65536))
+    dirty = true
+    index(sid, bands, nil)
   end
   map(sid, keys)
-  return {'joined', sid, redis.call('HGET', rec(sid), 't'), src}
+  r = story_read(tag, sid)
+  return {'joined', sid, rec_started(r), sources_text(r)}
 end
-local function create(base, feed, fp, bands, keys)
-  local sid, k = base, 1
-  while redis.call('EXISTS', rec(sid)) == 1 do sid = base .. '-' .. k; k = k + 1 end
-  local src = feed .. '\\t' .. nowstr .. '\\n'
-  redis.call('HSET', rec(sid), 't', nowstr, 'rev', 1, 'src', src)
-  store_sketch(sid, fp)
-  redis.call('EXPIRE', rec(sid), math.ceil(window) + 60)
-  index(sid, bands)
+local function create(feed, fp, bands, fills, keys)
+  local h = math.floor(now / 3600)
+  local ckey = tag .. ':story:n:' .. h
+  local ttl = math.ceil((h + 1) * 3600 + window - now) + 60
+  redis.call('SET', ckey, seed, 'NX', 'EX', ttl)
+  local num = redis.call('INCR', ckey) % 16777216
+  local sid = string.format('%06x%06x', h, num)
+  local k, off = story_loc(tag, sid)
+  local id, t = feed_id(feed), math.floor(now)
+  local rec = fp .. struct.pack('>I4I2BB', t, 1, id and 1 or 0, 0)
+  if id then rec = rec .. struct.pack('>I2I4', id, t) end
+  if redis.call('EXISTS', k) == 0 then
+    -- the whole block at once: growing a string record by record would leave it up to twice
+    -- the size it needs (Redis grows strings greedily)
+    redis.call('SETRANGE', k, BLOCK * RS - 1, '\\0')
+    redis.call('EXPIRE', k, ttl)
+  end
+  redis.call('SETRANGE', k, off, rec)
+  dirty = true
+  index(sid, bands, fills)
   map(sid, keys)
-  return {'new', sid, nowstr, src}
+  return {'new', sid, t, id and (feed .. '\\t' .. t .. '\\n') or ''}
 end
-local pos, out = 10, {}
+local pos, out = 12, {}
 for _ = 1, n do
   local key, link, feed, action = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
-  local sid, base, dg, fp = ARGV[pos + 4], ARGV[pos + 5], ARGV[pos + 6], ARGV[pos + 7]
-  local replace = ARGV[pos + 8] == '1'
-  pos = pos + 9
-  local bands, probes, cands = {}, {}, {}
-  for _, list in ipairs({bands, probes, cands}) do
-    local m = tonumber(ARGV[pos])
-    for j = 1, m do list[j] = ARGV[pos + j] end
-    pos = pos + 1 + m
-  end
-  local known = find(key)
+  local sid, dg, fp = ARGV[pos + 4], ARGV[pos + 5], ARGV[pos + 6]
+  local replace = ARGV[pos + 7] == '1'
+  pos = pos + 8
+  local bands, probes
+  local fills, cands = {}, {}
+  bands, pos = band_list(pos)
+  local m = tonumber(ARGV[pos])
+  for j = 1, m do fills[j] = tonumber(ARGV[pos + j]) end
+  pos = pos + 1 + m
+  probes, pos = band_list(pos)
+  m = tonumber(ARGV[pos])
+  for j = 1, m do cands[j] = ARGV[pos + j] end
+  pos = pos + 1 + m
+  local known, kr = find(key)
   if known then
-    local r = redis.call('HMGET', rec(known), 't', 'src')
-    out[#out + 1] = {'known', known, r[1], r[2]}
+    out[#out + 1] = {'known', known, rec_started(kr), sources_text(kr)}
   else
-    local linked = find(link)
+    local linked, lr = find(link)
+    local careful = dg ~= '' and not clean
+    if careful then fills = nil end
     if linked then
-      out[#out + 1] = join(linked, feed, '', {}, {key})
-    elseif dg ~= '' and (action == 'link' or dg ~= digest((buckets(probes)), cands)) then
-      out[#out + 1] = {'retry'}
-    elseif action == 'join' and live(sid) then
-      out[#out + 1] = join(sid, feed, replace and fp or '', bands, {key, link})
-    elseif action ~= 'new' and dg ~= '' then
+      out[#out + 1] = join(linked, lr, feed, '', {}, {key})
+    elseif careful and (action == 'link' or dg ~= digest((buckets(probes)), revs_of(cands))) then
       out[#out + 1] = {'retry'}
     else
-      -- a new story; or, forced (no digest), the story to join or link vanished meanwhile
-      out[#out + 1] = create(base, feed, fp, bands, {key, link})
+      local r = action == 'join' and live_record(sid)
+      if r then
+        out[#out + 1] = join(sid, r, feed, replace and fp or '', bands, {key, link})
+      elseif action ~= 'new' and dg ~= '' then
+        out[#out + 1] = {'retry'}
+      else
+        -- a new story; or, forced (no digest), the story to join or link vanished meanwhile
+        if fills and #fills ~= #bands.fl then fills = nil end
+        out[#out + 1] = create(feed, fp, bands, fills, {key, link})
+      end
     end
   end
+end
+if dirty then
+  redis.call('INCR', VER)
+  redis.call('EXPIRE', VER, math.ceil(window + S) + 3660)
 end
 return out
 """

@@ -7,28 +7,30 @@ that carry it, first seen first, each with the time it was first seen there (at 
 ``max_sources``). An item whose canonical link is already known joins that story whatever its
 text; assigning a known item again changes nothing.
 
-Two round trips per batch of items, and a retry for the few that raced (``daemon.story_lua``):
+Two round trips per batch of items, and a retry for the few that raced (``daemon.story_lua``,
+which also draws the Redis layout):
 
 1. ``LOOKUP`` (Lua, read only): per item, its known story, else up to ``max_candidates``
-   candidate stories (packed sketches) and a digest of the buckets it looked in.
+   candidate stories (packed sketches), how full its band keys' buckets are, and a digest of
+   the buckets it looked in.
 2. Python computes the similarities (``daemon.story.matcher``) and plans: join, or start.
-3. ``COMMIT`` (Lua, atomic): per item, re-checks the digest; if another process filed a story
-   under the item's probe keys meanwhile the item is looked up again (``MAX_ROUNDS``; the last
-   round commits its plan as is: at worst a story split, never an error).
+3. ``COMMIT`` (Lua, atomic): per item, checks that nothing it read changed; if another process
+   filed a story under the item's probe keys meanwhile the item is looked up again
+   (``MAX_ROUNDS``; the last round commits its plan as is: at worst a story split, never an
+   error).
 
-Redis layout (all keys under the hash tag, ``daemon.keys``): a hash per story (the packed
-sketch in three fields of <= 64 bytes, started, revision, sources), expiring ``window`` after
-its start; band buckets and the item/link map in ``shards`` small hashes per ``slice`` (12 h)
-of time, expiring ``window`` after the slice ends, so a lookup reads ``window / slice + 1``
-slices. Times are the caller's clock (injectable); Redis TTLs only reclaim memory. Measured
-(3,000 stories of one item and one link each, Redis 6.2, ``INFO memory``): ~700 bytes per
-story (records ~300, band keys ~130, item and link map ~90, the rest key overhead), where the
-bench's bit-packed layout (``daemon.story``) needs 258: plain fields a person can read with
-redis-cli, and one Lua script per step instead of client-side decoding.
+Cost is bounded per item: the probe keys (``Fingerprint.probes``, ~44) in each live slice
+(``window / slice + 1``, 2 by default), at most ``max_candidates`` records, and a few writes.
+Records are fixed-size and packed 64 to a string key; band and item keys are packed binary
+in small hashes (``shards`` per slice, sized so that ~100,000 stories in a slice keep them
+compact listpacks). Measured by bench/story.py (``--redis``): bytes per remembered item and
+the cost per item of fingerprint + lookup + commit.
 """
 
 from __future__ import annotations
 
+import random
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -40,8 +42,8 @@ from redis.exceptions import RedisError
 from daemon.errors import StoreError
 from daemon.keys import Keys
 from daemon.story import SAME_STORY, Fingerprint, story_key_for_url
-from daemon.story_lua import COMMIT, LOOKUP
-from daemon.story_sketch import matcher
+from daemon.story_lua import BLOCK, COMMIT, LOOKUP, MAX_SOURCES, RECORD
+from daemon.story_sketch import PACKED_SIZE, matcher
 
 __all__ = [
     "MAX_ROUNDS",
@@ -55,8 +57,9 @@ __all__ = [
 
 MAX_ROUNDS = 8
 DEFAULT_WINDOW = 48 * 3600.0
-SLICE = 12 * 3600.0
-SHARDS = 256  # band and item hashes per slice: up to ~5,000 stories per slice stay listpacks
+SHARDS = 8192  # band and item hashes per slice: ~100,000 stories per slice stay listpacks
+_TAIL = struct.Struct(">IHBB")
+_FIELD = struct.Struct(">I")
 
 
 def item_key(feed: str, item_id: str) -> str:
@@ -64,9 +67,9 @@ def item_key(feed: str, item_id: str) -> str:
     return "i" + blake2b(f"{feed}\0{item_id}".encode(), digest_size=8).hexdigest()
 
 
-def _base_id(key: str) -> str:
-    """A new story's id, from its first item's key (as ``StoryIndex`` makes it)."""
-    return blake2b(key.encode(), digest_size=6).hexdigest()
+def _raw_key(key: str | None) -> bytes:
+    """The 8 bytes stored for an item key (``item_key``) or a link key (``story_key_for_url``)."""
+    return bytes.fromhex(key[1:]) if key else b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,8 @@ class StoryEntry:
 @dataclass(frozen=True, slots=True)
 class Assigned:
     """Where an item went. ``sources``: the story's feeds, first seen first; ``first_seen``:
-    when each first carried it (epoch seconds); ``similarity`` as in ``StoryAssignment``."""
+    when each first carried it (epoch seconds, whole); ``similarity`` as in
+    ``StoryAssignment``."""
 
     story_id: str
     new_story: bool
@@ -99,7 +103,7 @@ class Assigned:
 
 
 def parse_sources(src: str | bytes | None) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    """(feeds, first-seen times) from a story's ``src`` field (``feed TAB time`` lines)."""
+    """(feeds, first-seen times) from the scripts' ``feed TAB time`` lines."""
     text = src.decode() if isinstance(src, bytes) else (src or "")
     feeds: list[str] = []
     times: list[float] = []
@@ -121,15 +125,61 @@ class Plan:
     similarity: float
     replace: bool  # a fuller text: it becomes the story's sketch
     cands: tuple[str, ...]
+    fills: tuple[int, ...] = ()  # per band key of the item: stories in its buckets
+    version: str = ""  # the index's version the lookup saw
 
 
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _probes(fp: Fingerprint) -> tuple[int, ...]:
+    return fp.probes or fp.bands
+
+
+def _band_args(keys: Sequence[int], shards: int) -> list[str | bytes | int]:
+    """A list of band keys as the scripts read it: the count, then per key its shard (the
+    hash it lives in) and its 4-byte field."""
+    out: list[str | bytes | int] = [len(keys)]
+    for k in keys:
+        out += [str(k % shards), _FIELD.pack(k)]
+    return out
+
+
+def _deferred(planned: Sequence[tuple[StoryEntry, Plan]]) -> set[int]:
+    """Items to look up again after this commit, because an earlier item of the same batch
+    changes what they would find: it files a story under one of their probe keys that they
+    are similar to, or gives one of their candidates a new sketch. (The commit script trusts
+    a plan when no *other* process wrote since the lookup.)"""
+    out: set[int] = set()
+    filed: list[tuple[frozenset[int], Fingerprint]] = []  # bands and sketch of earlier writers
+    resketched: set[str] = set()
+    for i, (e, p) in enumerate(planned):
+        if p.action == "link":
+            continue
+        probes = _probes(e.fp)
+        if resketched.intersection(p.cands):
+            out.add(i)
+            continue
+        if filed:
+            compare = matcher(e.fp, SAME_STORY)
+            if any(
+                not bands.isdisjoint(probes) and compare(fp) >= SAME_STORY for bands, fp in filed
+            ):
+                out.add(i)
+                continue
+        if p.action == "new" or p.replace:
+            filed.append((frozenset(e.fp.bands), e.fp.stored()))
+        if p.replace:
+            resketched.add(p.target)
+    return out
+
+
 class StoryStore:
     """The story index in Redis. ``bucket_size``, ``index_keys``, ``max_candidates`` and
-    ``max_sources`` mean what they mean for ``daemon.story.StoryIndex``."""
+    ``max_sources`` (at most 8) mean what they mean for ``daemon.story.StoryIndex``;
+    ``slice_seconds`` is the time slice of band and item keys (default: the window, so a
+    lookup reads two slices)."""
 
     def __init__(
         self,
@@ -137,17 +187,19 @@ class StoryStore:
         keys: Keys,
         *,
         window: float = DEFAULT_WINDOW,
-        slice_seconds: float = SLICE,
+        slice_seconds: float | None = None,
         bucket_size: int = 4,
         index_keys: int = 6,
-        max_candidates: int = 16,
-        max_sources: int = 8,
+        max_candidates: int = 8,
+        max_sources: int = MAX_SOURCES,
         shards: int = SHARDS,
     ) -> None:
+        if not 1 <= max_sources <= MAX_SOURCES:
+            raise ValueError(f"max_sources must be 1..{MAX_SOURCES}")
         self.redis = redis
         self.keys = keys
         self.window = window
-        self.slice = slice_seconds
+        self.slice = slice_seconds or window
         self.bucket_size = bucket_size
         self.index_keys = index_keys
         self.max_candidates = max_candidates
@@ -157,8 +209,13 @@ class StoryStore:
         self._commit = redis.register_script(COMMIT)
 
     def _head(self, now: float) -> tuple[list[str], list[str | bytes | int | float]]:
-        keys = [self.keys.story_items(int(now // self.slice), 0)]
-        return keys, [self.keys.tag, f"{now:.3f}", self.window, self.slice, self.shards]
+        return [self.keys.story_version], [
+            self.keys.tag,
+            f"{now:.3f}",
+            self.window,
+            self.slice,
+            self.shards,
+        ]
 
     async def assign(
         self, key: str, fp: Fingerprint, feed: str, now: float, *, url: str | None = None
@@ -198,27 +255,31 @@ class StoryStore:
         keys, args = self._head(now)
         args += [self.max_candidates, len(entries)]
         for e in entries:
-            probes = e.fp.probes or e.fp.bands
-            args += [e.key, story_key_for_url(e.url) if e.url else "", len(probes), *probes]
+            probes = _probes(e.fp)
+            link = story_key_for_url(e.url) if e.url else None
+            args += [_raw_key(e.key), _raw_key(link), *_band_args(probes, self.shards)]
         try:
-            raw = await self._lookup(keys=keys, args=args)
+            version, raw = await self._lookup(keys=keys, args=args)
         except RedisError as e:
             raise StoreError(f"cannot look up stories: {e}") from e
-        return [self._plan(e, r) for e, r in zip(entries, raw, strict=True)]
+        ver = _text(version)
+        return [self._plan(e, r, ver) for e, r in zip(entries, raw, strict=True)]
 
-    def _plan(self, entry: StoryEntry, raw: list[Any]) -> Assigned | Plan:
+    def _plan(self, entry: StoryEntry, raw: list[Any], version: str) -> Assigned | Plan:
         kind = _text(raw[0])
         if kind == "known":
             feeds, times = parse_sources(raw[3])
-            return Assigned(_text(raw[1]), False, 1.0, feeds, times, float(_text(raw[2])))
+            return Assigned(_text(raw[1]), False, 1.0, feeds, times, float(raw[2]))
         if kind == "link":
-            return Plan("link", _text(raw[1]), "", 1.0, False, ())
+            return Plan("link", _text(raw[1]), "", 1.0, False, (), version=version)
         digest = _text(raw[1])
+        fill = dict(zip(_probes(entry.fp), raw[2], strict=True))
+        fills = tuple(fill.get(b, 0) for b in entry.fp.bands)
         compare = matcher(entry.fp, SAME_STORY)
         best: tuple[float, float, str, Fingerprint] | None = None  # (sim, -started, id, fp)
         cands: list[str] = []
-        for j in range(2, len(raw), 3):
-            sid, started, packed = _text(raw[j]), float(_text(raw[j + 1])), raw[j + 2]
+        for j in range(3, len(raw), 3):
+            sid, started, packed = _text(raw[j]), float(raw[j + 1]), raw[j + 2]
             cands.append(sid)
             stored = Fingerprint.unpack(packed)
             sim = compare(stored)
@@ -226,31 +287,44 @@ class StoryStore:
                 best = (sim, -started, sid, stored)
         if best is not None and best[0] >= SAME_STORY:
             replace = entry.fp.size > best[3].size
-            return Plan("join", best[2], digest, best[0], replace, tuple(cands))
-        return Plan("new", "", digest, best[0] if best else 0.0, False, tuple(cands))
+            return Plan("join", best[2], digest, best[0], replace, tuple(cands), fills, version)
+        sim = best[0] if best else 0.0
+        return Plan("new", "", digest, sim, False, tuple(cands), fills, version)
 
     async def commit(
         self, planned: Sequence[tuple[StoryEntry, Plan]], now: float, *, force: bool = False
     ) -> list[Assigned | None]:
         """Step 3: commit each plan, or None where the item must be looked up again.
-        ``force`` commits the plans without the digest check."""
+        ``force`` commits the plans without checking what changed since the lookup."""
         if not planned:
             return []
+        deferred = set() if force else _deferred(planned)
+        sent = [(e, p) for i, (e, p) in enumerate(planned) if i not in deferred]
+        versions = {p.version for _, p in sent}
+        version = versions.pop() if len(versions) == 1 else ""
         keys, args = self._head(now)
-        args += [self.max_sources, self.bucket_size, self.index_keys, len(planned)]
-        for e, p in planned:
-            probes = e.fp.probes or e.fp.bands
-            link = story_key_for_url(e.url) if e.url else ""
+        seed = random.randrange(1 << 15) * BLOCK
+        args += [self.max_sources, self.bucket_size, self.index_keys, version, seed, len(sent)]
+        for e, p in sent:
+            probes = _probes(e.fp)
+            link = story_key_for_url(e.url) if e.url else None
             digest = "" if force else (p.digest or "-")
-            args += [e.key, link, e.feed, p.action, p.target, _base_id(e.key), digest]
+            fills = p.fills if len(p.fills) == len(e.fp.bands) else ()
+            args += [_raw_key(e.key), _raw_key(link), e.feed, p.action, p.target, digest]
             args += [e.fp.pack(), "1" if p.replace else "0"]
-            args += [len(e.fp.bands), *e.fp.bands, len(probes), *probes, len(p.cands), *p.cands]
+            args += [*_band_args(e.fp.bands, self.shards), len(fills), *fills]
+            args += [*_band_args(probes, self.shards), len(p.cands), *p.cands]
         try:
             raw = await self._commit(keys=keys, args=args)
         except RedisError as e:
             raise StoreError(f"cannot assign stories: {e}") from e
+        results = iter(raw)
         out: list[Assigned | None] = []
-        for (_e, p), r in zip(planned, raw, strict=True):
+        for i, (_e, p) in enumerate(planned):
+            if i in deferred:
+                out.append(None)
+                continue
+            r = next(results)
             status = _text(r[0])
             if status == "retry":
                 out.append(None)
@@ -260,18 +334,41 @@ class StoryStore:
                 status == "joined" and p.action == "join" and _text(r[1]) == p.target
             )
             sim = p.similarity if status == "new" or joined_as_planned else 1.0
-            out.append(
-                Assigned(_text(r[1]), status == "new", sim, feeds, times, float(_text(r[2])))
-            )
+            out.append(Assigned(_text(r[1]), status == "new", sim, feeds, times, float(r[2])))
         return out
+
+    async def _record(self, key: str, offset: int) -> bytes:
+        raw = await self.redis.getrange(key, offset, offset + RECORD - 1)
+        return raw if isinstance(raw, bytes) else str(raw).encode("latin-1")
 
     async def story(self, story_id: str, now: float) -> Assigned | None:
         """A remembered story (None if unknown or past its window), for inspection and tests."""
+        key, offset = self.keys.story_record(story_id, BLOCK, RECORD)
         try:
-            t, src = await self.redis.hmget(self.keys.story(story_id), ["t", "src"])
+            rec = await self._record(key, offset)
+            if len(rec) < RECORD:
+                return None
+            started, _rev, count, _pad = _TAIL.unpack_from(rec, PACKED_SIZE)
+            if not started or started + self.window <= now:
+                return None
+            sources = [
+                struct.unpack_from(">HI", rec, PACKED_SIZE + 8 + 6 * i) for i in range(count)
+            ]
+            fields = [f"i:{n}" for n, _ in sources]
+            names = await self.redis.hmget(self.keys.story_feeds, fields) if fields else []
         except RedisError as e:
             raise StoreError(f"cannot read story {story_id}: {e}") from e
-        if t is None or float(t) + self.window <= now:
+        feeds = tuple(_text(n) if n is not None else "?" for n in names)
+        times = tuple(float(t) for _, t in sources)
+        return Assigned(story_id, False, 1.0, feeds, times, float(started))
+
+    async def revision(self, story_id: str) -> int | None:
+        """How many times the story's sketch was set (1 when started), or None if unknown."""
+        key, offset = self.keys.story_record(story_id, BLOCK, RECORD)
+        try:
+            rec = await self._record(key, offset)
+        except RedisError as e:
+            raise StoreError(f"cannot read story {story_id}: {e}") from e
+        if len(rec) < RECORD:
             return None
-        feeds, times = parse_sources(src)
-        return Assigned(story_id, False, 1.0, feeds, times, float(t))
+        return int(_TAIL.unpack_from(rec, PACKED_SIZE)[1])

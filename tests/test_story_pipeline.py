@@ -26,6 +26,7 @@ from daemon.publish import Publisher, story_alert_id
 from daemon.rules import load_rules
 from daemon.silence import Silences
 from daemon.store import FeedStore
+from daemon.story import fingerprint
 from daemon.story_store import StoryStore
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
@@ -286,3 +287,41 @@ def test_rule_keys_are_validated_where_written(tmp_path: Path) -> None:
     path.write_text("rules:\n  - {id: b, query: y, min_sources: 3, within: 2h, throttle: 10m}\n")
     spec = load_rules([path]).rules[0].spec
     assert (spec.min_sources, spec.within, spec.throttle) == (3, 7200.0, 600.0)
+
+
+async def test_items_older_than_the_story_window_join_no_story(
+    make_rig: Callable[[str], Any],
+) -> None:
+    """An item published before the story window is history: it starts no story, so a fresh
+    rewrite elsewhere is a story of one source; with ``backfill: all`` it would alert, so
+    then it does join."""
+    async with make_rig(KURSK % "") as rig:
+        a = rig.poller.feeds["a"]
+        rig.poller.feeds["a"] = FeedConfig(name="a", url=a.url, interval=60, backfill=86400)
+        old = story_entry("troops-wire", rig.clock.now - timedelta(days=3))
+        rig.server.set("/a.xml", rss([old]))
+        first = await rig.poll("a")
+        assert first.new == 1 and first.alerts == 0  # outside backfill (first poll)
+        assert await rig.r.exists(KEYS.story_version) == 0  # nothing was written
+        rig.serve("b", "troops-rewrite")
+        await rig.poll("b")
+        (alert,) = await rig.alerts()
+        assert alert.extra["sources"] == ["b"]
+        # backfill: all makes the old item alertable, so it joins the story
+        rig.server.set("/c.xml", rss([story_entry("troops-cut", old.published)]))
+        await rig.poll("c")
+        update = (await rig.alerts())[-1]
+        assert update.kind == "update" and update.extra["sources"] == ["b", "c"]
+
+
+def test_fingerprints_from_the_parse_workers_equal_inline_ones() -> None:
+    """``ParsePool.fingerprints`` (worker processes) gives what ``fingerprint`` gives: a
+    fingerprint does not depend on the process's string hashing."""
+    items = _items()
+    texts = [(items[n]["title"], items[n]["text"]) for n in ("troops-wire", "merc-kyiv")]
+    pool = ParsePool(1)
+    try:
+        got = asyncio.run(pool.fingerprints(texts))
+    finally:
+        pool.close()
+    assert got == [fingerprint(t, x) for t, x in texts]
