@@ -183,8 +183,8 @@ def specifics(text: str, words: Iterable[str] = ()) -> list[str]:
     if text.isascii():
         # sorted: a set's order changes from process to process (string hashing), and the
         # fingerprint must not (parse workers compute it)
-        for day in sorted({_WEEKDAYS[w] for w in _WEEKDAYS.keys() & set(words)}):
-            out[day] = None
+        for found in sorted({_WEEKDAYS[w] for w in _WEEKDAYS.keys() & set(words)}):
+            out[found] = None
     else:
         for w in words:
             day = _WEEKDAYS.get(w)
