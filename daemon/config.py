@@ -13,11 +13,14 @@ Interpolation: ``${VAR}`` is replaced by the variable's value (a problem if it i
 
 Defaults that depend on other keys: an omitted (or null) ``notifiers`` means one ``console``
 notifier; an omitted ``defaults.notify`` means ``[console]`` if a notifier of that name exists,
-else ``[]``. Feed names are unique; ``feeds[i]`` in problems counts from 0.
+else ``[]``. Feed names are unique; ``feeds[i]`` in problems counts from 0. Omitted
+``min_interval``/``max_interval`` come from ``defaults``, else are the feed's ``interval``
+(fixed); ``min_interval <= interval <= max_interval`` is checked per feed and in ``defaults``.
 
-A ``feeds`` entry ``{opml: PATH, interval?, tags?, backfill?}`` brings every feed of an OPML file
-(``daemon.opml``; PATH relative to the config file), each with the entry's overrides and its
-tags followed by the OPML categories. Its names share the uniqueness check with inline feeds.
+A ``feeds`` entry ``{opml: PATH, interval?, min_interval?, max_interval?, tags?, backfill?}``
+brings every feed of an OPML file (``daemon.opml``; PATH relative to the config file), each
+with the entry's overrides and its tags followed by the OPML categories. Its names share the
+uniqueness check with inline feeds.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from daemon.config_models import (
     show,
     unknown_key,
 )
+from daemon.durations import format_duration
 from daemon.errors import ConfigError, PluginError, Problem
 from daemon.opml import read_opml
 
@@ -276,6 +280,7 @@ def _build(root: Any, ctx: _Ctx, base_dir: Path, source: Path | None) -> Config:
     notifiers = _notifiers(data, ctx)
     if defaults is not None:
         defaults = _resolve_notify(defaults, data, notifiers, ctx)
+        _intervals(defaults, defaults, ("defaults",), ctx)
     feeds = _feeds(data.get("feeds"), defaults or Defaults(), base_dir, ctx)
     if (
         ctx.problems
@@ -335,14 +340,17 @@ def _feeds(raw: Any, defaults: Defaults, base_dir: Path, ctx: _Ctx) -> tuple[Fee
         if feed is None:
             continue
         given = feed.model_fields_set
+        interval, lo, hi = _intervals(feed, defaults, ("feeds", i), ctx)
         feeds.append(
             FeedConfig(
                 name=feed.name,
                 url=feed.url,
-                interval=feed.interval if "interval" in given else defaults.interval,
+                interval=interval,
                 tags=feed.tags,
                 backfill=feed.backfill if "backfill" in given else defaults.backfill,
                 secrets=ctx.secrets_under(("feeds", i)),
+                min_interval=lo,
+                max_interval=hi,
             )
         )
     return tuple(feeds)
@@ -378,6 +386,7 @@ def _opml_feeds(
         detail = tuple(p.render() for p in doc.skipped)
         ctx.add((*loc, "opml"), f"OPML file {spec.opml!r} lists unusable feeds", detail=detail)
     given = spec.model_fields_set
+    interval, lo, hi = _intervals(spec, defaults, loc, ctx)
     out: list[FeedConfig] = []
     for feed in doc.feeds:
         place = f"feeds[{i}].opml ({shown}:{feed.line})"
@@ -393,13 +402,48 @@ def _opml_feeds(
             FeedConfig(
                 name=feed.name,
                 url=feed.url,
-                interval=spec.interval if "interval" in given else defaults.interval,
+                interval=interval,
                 tags=tuple(dict.fromkeys((*spec.tags, *feed.tags))),
                 backfill=spec.backfill if "backfill" in given else defaults.backfill,
                 secrets=ctx.secrets_under(loc),
+                min_interval=lo,
+                max_interval=hi,
             )
         )
     return out
+
+
+def _intervals(
+    entry: RawFeed | RawOpmlEntry | Defaults, defaults: Defaults, loc: Loc, ctx: _Ctx
+) -> tuple[float, float | None, float | None]:
+    """``(interval, min_interval, max_interval)`` of a feed entry (or of ``defaults`` itself),
+    each omitted one taken from ``defaults``; a problem unless min <= interval <= max."""
+    given = entry.model_fields_set
+
+    def pick(key: str) -> tuple[Any, str]:
+        if key in given or entry is defaults:
+            return getattr(entry, key), ""
+        return getattr(defaults, key), " (from defaults)"
+
+    (interval, _), (lo, lo_from), (hi, hi_from) = map(
+        pick, ("interval", "min_interval", "max_interval")
+    )
+    if entry is not defaults and not given & {"interval", "min_interval", "max_interval"}:
+        return interval, lo, hi  # all from defaults, checked there
+    shown = format_duration(interval)
+    if lo is not None and lo > interval:
+        where = (*loc, "min_interval") if not lo_from else (*loc, "interval")
+        ctx.add(
+            where,
+            f"min_interval {format_duration(lo)}{lo_from} is longer than interval {shown}",
+        )
+    if hi is not None and hi < interval:
+        where = (*loc, "max_interval") if not hi_from else (*loc, "interval")
+        ctx.add(
+            where,
+            f"max_interval {format_duration(hi)}{hi_from} is shorter than interval {shown}",
+        )
+    return interval, lo, hi
 
 
 def _notifiers(data: dict[str, Any], ctx: _Ctx) -> dict[str, NotifierConfig]:

@@ -88,6 +88,16 @@ def _interval(value: Any) -> float:
     return _duration(value, minimum=MIN_INTERVAL)
 
 
+def _quiet_factor(value: float) -> float:
+    if value != 0 and not 1 <= value <= 1000:
+        raise PydanticCustomError(
+            "quiet_factor",
+            "expected 0 (never) or a factor from 1 to 1000, got {got}",
+            {"got": show(value)},
+        )
+    return value
+
+
 def _digest(value: Any) -> float:
     try:
         seconds = _duration(value)
@@ -245,6 +255,9 @@ class Defaults(_Strict):
     """Per-feed and per-rule defaults. ``backfill`` None means "all", 0.0 means "none"."""
 
     interval: Interval = 600.0
+    # Adaptive polling bounds (daemon/rhythm.py); None: the interval (fixed, as before).
+    min_interval: Interval | None = None
+    max_interval: Interval | None = None
     backfill: Backfill = 86400.0
     notify: tuple[Name, ...] = ()
     jitter: Fraction = Field(default=0.1, ge=0.0, le=0.5)
@@ -268,6 +281,10 @@ class PollingConfig(_Strict):
     story_window: Annotated[float, PlainValidator(_story_window)] = 48 * 3600.0
     # A feed failing this long raises a feed-health alert (daemon/feed_health.py); 0: never.
     alert_after: Duration = 6 * 3600.0
+    # A feed silent for quiet_factor x its usual gap (and at least quiet_min) raises a
+    # feed-health alert (daemon/rhythm.py); 0: never.
+    quiet_factor: Annotated[float, AfterValidator(_quiet_factor), _not_bool("a number")] = 4.0
+    quiet_min: Duration = 12 * 3600.0
 
 
 class DeliveryConfig(_Strict):
@@ -336,6 +353,8 @@ class RawFeed(_Strict):
     name: Name
     url: Annotated[str, AfterValidator(_feed_url)]
     interval: Interval = MIN_INTERVAL
+    min_interval: Interval | None = None
+    max_interval: Interval | None = None
     tags: tuple[str, ...] = ()
     backfill: Backfill = None
 
@@ -350,6 +369,8 @@ class RawOpmlEntry(_Strict):
 
     opml: Annotated[str, Field(min_length=1)]
     interval: Interval = MIN_INTERVAL
+    min_interval: Interval | None = None
+    max_interval: Interval | None = None
     tags: tuple[str, ...] = ()
     backfill: Backfill = None
 
@@ -461,6 +482,15 @@ class FeedConfig(_Redacted):
     tags: tuple[str, ...] = ()
     backfill: float | None = 86400.0
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    min_interval: float | None = None  # None: the interval (see ``bounds``)
+    max_interval: float | None = None
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(lo, hi)`` the effective interval stays in; ``lo == hi``: a fixed interval."""
+        lo = self.interval if self.min_interval is None else min(self.min_interval, self.interval)
+        hi = self.interval if self.max_interval is None else max(self.max_interval, self.interval)
+        return lo, hi
 
 
 @dataclass(frozen=True, repr=False)

@@ -7,11 +7,19 @@ route (rule id ``feed-health``, severity ``high``), with an id derived from (fee
 start), so an episode alerts once, whatever the number of processes and polls. It can be
 silenced like a rule: ``feedwatch silence add feed-health --for 1d``. The alert carries no
 feed URL (it may hold a secret) and the error message is redacted of the feed's secrets.
+
+A feed that stops publishing compared with its own rhythm (``daemon/rhythm.py`` decides, the
+poller asks after each successful poll) raises a ``feed-health`` alert too, severity
+``medium``, ``extra.signal: quiet``, with an id derived from (feed, last publication), so a
+quiet episode alerts once; the poller records that it did in the feed's rhythm, and a new
+publication ends the episode (logged as ``feed_resumed``). ``alert_after`` 0 turns the
+failure alerts off, ``quiet_factor`` 0 the quiet ones.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -22,13 +30,16 @@ from alerts.wire import Alert, AlertItem, AlertRule
 from daemon.config import FeedConfig
 from daemon.config_models import redact
 from daemon.durations import format_duration
-from daemon.errors import FeedError, StoreError
+from daemon.errors import FeedError, FeedwatchError, StoreError
 from daemon.keys import Keys
+from daemon.logging import log
 from daemon.publish import Publisher
+from daemon.rhythm import Quiet, Rhythm, mark_alerted, quiet_due
 from daemon.silence import Silences
 
 RULE_ID = "feed-health"
 KEY_TTL = 30 * 86400
+logger = logging.getLogger("daemon.feed_health")
 
 
 def health_alert(
@@ -67,6 +78,36 @@ def health_alert(
     )
 
 
+def quiet_alert(feed: FeedConfig, q: Quiet, *, now: datetime, notify: Sequence[str]) -> Alert:
+    """The ``feed-health`` alert of a quiet episode (nothing published since ``q.last``)."""
+    last = datetime.fromtimestamp(q.last, UTC)
+    digest = hashlib.sha256(f"{RULE_ID}\0quiet\0{feed.name}\0{q.last:.0f}".encode()).hexdigest()
+    return Alert(
+        id=digest[:24],
+        rule=AlertRule(id=RULE_ID, title="Feed quiet", severity="medium"),
+        item=AlertItem(
+            id=f"{RULE_ID}:quiet:{last.isoformat()}",
+            title=f"Feed {feed.name} has published nothing for {format_duration(q.silence)}",
+            link=None,
+            excerpt=(
+                f"It usually publishes every {format_duration(q.usual)}; the last item is from "
+                f"{last.isoformat()}; quiet after {format_duration(q.threshold)}."
+            ),
+            published=None,
+            feed=feed.name,
+        ),
+        matches=(),
+        created=now,
+        notify=tuple(notify),
+        extra={
+            "signal": "quiet",
+            "last_published": last.isoformat(),
+            "usual_gap_s": round(q.usual),
+            "quiet_after_s": round(q.threshold),
+        },
+    )
+
+
 class FeedHealth:
     def __init__(
         self,
@@ -77,18 +118,24 @@ class FeedHealth:
         alert_after: float,
         notify: Sequence[str],
         silences: Silences | None = None,
+        quiet_factor: float = 0.0,
+        quiet_min: float = 12 * 3600.0,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.publisher = publisher
-        self.alert_after = alert_after
+        self.alert_after = alert_after  # 0: no failure alerts
         self.notify = tuple(notify)
         self.silences = silences
+        self.quiet_factor = quiet_factor  # 0: no quiet alerts
+        self.quiet_min = quiet_min
 
     async def failed(
         self, feed: FeedConfig, error: FeedError, streak: int, now: datetime
     ) -> str | None:
         """Record a failed poll; the stream entry id of the alert it raised, if any."""
+        if self.alert_after <= 0:
+            return None
         key = self.keys.feed_failing(feed.name)
         try:
             await self.redis.set(key, f"{now.timestamp():.3f}", nx=True, ex=KEY_TTL)
@@ -103,6 +150,47 @@ class FeedHealth:
         alert = health_alert(feed, error, since=since, streak=streak, now=now, notify=self.notify)
         (published,) = await self.publisher.publish([alert])
         return published.entry_id
+
+    async def watch(
+        self, feed: FeedConfig, before: Rhythm, rhythm: Rhythm, now: datetime
+    ) -> tuple[Rhythm, str | None]:
+        """After a successful poll that turned the feed's rhythm ``before`` into ``rhythm``:
+        end a quiet episode that alerted if the feed published, alert once on a new one. The
+        rhythm to store, and the stream entry id of the alert this poll raised, if any."""
+        if before.alerted is not None and rhythm.last != before.last:
+            self.resumed(feed.name, (rhythm.last or 0.0) - (before.last or 0.0))
+        q = quiet_due(rhythm, now.timestamp(), factor=self.quiet_factor, floor=self.quiet_min)
+        if q is None:
+            return rhythm, None
+        try:
+            handled, entry = await self.quiet(feed, q, now)
+        except FeedwatchError:
+            return rhythm, None  # asked again at the next poll
+        return (mark_alerted(rhythm) if handled else rhythm), entry
+
+    async def quiet(self, feed: FeedConfig, q: Quiet, now: datetime) -> tuple[bool, str | None]:
+        """Alert on a quiet episode: ``(handled, stream entry id)``. Not handled while
+        ``feed-health`` is silenced (asked again at the next poll, as for failures); the entry
+        id is None when another process published it already."""
+        if self.silences is not None and await self.silences.active(RULE_ID, now.timestamp()):
+            return False, None
+        alert = quiet_alert(feed, q, now=now, notify=self.notify)
+        (published,) = await self.publisher.publish([alert])
+        log(
+            logger,
+            "feed_quiet",
+            level=logging.WARNING,
+            feed=feed.name,
+            silent_s=round(q.silence),
+            usual_gap_s=round(q.usual),
+            quiet_after_s=round(q.threshold),
+        )
+        return True, published.entry_id
+
+    @staticmethod
+    def resumed(feed: str, quiet_for: float) -> None:
+        """A feed that alerted as quiet published again: the episode is over."""
+        log(logger, "feed_resumed", feed=feed, quiet_s=round(quiet_for))
 
     async def recovered(self, feed: str) -> None:
         """A successful poll ends the feed's failure episode."""

@@ -30,6 +30,7 @@ from daemon.logging import log
 from daemon.match import Matcher
 from daemon.parsing import ParsePool
 from daemon.publish import Publisher
+from daemon.rhythm import Rhythm, effective, observe, plan
 from daemon.sentinel import StateGuard
 from daemon.silence import Silences
 from daemon.store import Commit, FeedStore, Leases
@@ -64,6 +65,11 @@ class PollResult:
     held: int = 0  # matches held until more feeds carry their story (min_sources)
     throttled: int = 0  # first alerts held back by their rule's throttle
     silenced: int = 0  # matches of silenced rules, dropped
+    # When the feed is due next (epoch s; None: no news for the scheduler) and the effective
+    # interval from then on (None: keep it); see daemon/rhythm.py and daemon/scheduling.py.
+    next_poll: float | None = None
+    interval: float | None = None
+    interval_reason: str | None = None
 
 
 class Poller:
@@ -198,7 +204,20 @@ class Poller:
             duration_ms=round(result.duration * 1000, 1),
             error=result.error,
             overflow=result.overflow or None,
+            interval_s=round(result.interval)
+            if result.interval and result.interval_reason != "fixed"
+            else None,
         )
+        if result.overflow:
+            log(
+                logger,
+                "feed_overflow",
+                level=logging.WARNING,
+                feed=result.feed,
+                items=result.items,
+                note="every item was new: some may have been missed; polling sooner",
+                interval_s=round(result.interval) if result.interval else None,
+            )
         for cb in self.on_result:
             cb(result)
         return result
@@ -216,15 +235,28 @@ class Poller:
             )
         now = self.clock()
         if state.next_after and now.timestamp() < state.next_after:
-            return PollResult(feed=name, outcome="backoff", duration=time.perf_counter() - start)
+            return PollResult(
+                feed=name,
+                outcome="backoff",
+                duration=time.perf_counter() - start,
+                next_poll=state.next_after,
+            )
+        lo, hi = feed.bounds
+        interval = effective(state.interval, base=feed.interval, lo=lo, hi=hi)
         if (
             scheduled
             and state.last_poll is not None
             and state.error_streak == 0
-            and now.timestamp() - state.last_poll < feed.interval * FRESH_FRACTION
+            and now.timestamp() - state.last_poll < interval * FRESH_FRACTION
         ):
             # Another process on this Redis polled it within this interval.
-            return PollResult(feed=name, outcome="fresh", duration=time.perf_counter() - start)
+            return PollResult(
+                feed=name,
+                outcome="fresh",
+                duration=time.perf_counter() - start,
+                next_poll=state.last_poll + interval,
+                interval=interval,
+            )
 
         try:
             t0 = time.perf_counter()
@@ -240,6 +272,8 @@ class Poller:
                     caching=fetched.caching,
                     failing=state.error_streak > 0,
                     fetch_seconds=fetch_s,
+                    before=state.rhythm,
+                    max_age=fetched.max_age,
                 )
             if state.polled_before and fetched.caching.body_hash == state.caching.body_hash:
                 return await self._finish(
@@ -251,6 +285,8 @@ class Poller:
                     caching=fetched.caching,
                     failing=state.error_streak > 0,
                     fetch_seconds=fetch_s,
+                    before=state.rhythm,
+                    max_age=fetched.max_age,
                 )
             t0 = time.perf_counter()
             items = await self.parser.parse(
@@ -297,6 +333,9 @@ class Poller:
             alerted = tuple(o.candidate.rule_id for o in told.published if o.entry_id)
             if self.guard is not None:
                 self.guard.done(name)
+            # Publication times (first-seen for undated items) teach the feed's rhythm.
+            epoch = now.timestamp()
+            times = [i.published.timestamp() if i.published else epoch for i in decision.new]
             return await self._finish(
                 feed,
                 start,
@@ -316,6 +355,9 @@ class Poller:
                 fetch_seconds=fetch_s,
                 parse_seconds=parse_s,
                 told=told,
+                before=state.rhythm,
+                rhythm=observe(state.rhythm, times, epoch, overflow=decision.overflow),
+                max_age=fetched.max_age,
             )
         except StoreError as e:
             return PollResult(
@@ -343,10 +385,31 @@ class Poller:
         parse_seconds: float | None = None,
         told: StoryResult | None = None,
         failing: bool = False,
+        before: Rhythm | None = None,
+        rhythm: Rhythm | None = None,
+        max_age: float | None = None,
     ) -> PollResult:
         now = self.clock()
         if failing and self.health is not None:
             await self.health.recovered(feed.name)
+        before = before or Rhythm()
+        rhythm = rhythm or before
+        lo, hi = feed.bounds
+        due = plan(
+            rhythm,
+            now.timestamp(),
+            base=feed.interval,
+            lo=lo,
+            hi=hi,
+            max_age=max_age,
+            overflow=overflow,
+        )
+        if self.health is not None:
+            rhythm, quiet_entry = await self.health.watch(feed, before, rhythm, now)
+            if quiet_entry:
+                alerts += 1
+                published = (*published, quiet_entry)
+                alerted = (*alerted, "feed-health")
         await self.store.commit(
             feed.name,
             Commit(
@@ -357,6 +420,9 @@ class Poller:
                 next_after=0.0,
                 present_ids=present_ids,
                 new_count=new,
+                rhythm=rhythm,
+                interval=due.interval,
+                interval_reason=due.reason,
             ),
         )
         return PollResult(
@@ -377,6 +443,9 @@ class Poller:
             held=told.held if told else 0,
             throttled=told.throttled if told else 0,
             silenced=told.silenced if told else 0,
+            next_poll=now.timestamp() + due.interval,
+            interval=due.interval,
+            interval_reason=due.reason,
         )
 
     async def _failed(
@@ -417,4 +486,5 @@ class Poller:
             alerts=1 if entry else 0,
             published=(entry,) if entry else (),
             alerted=("feed-health",) if entry else (),
+            next_poll=next_after,
         )

@@ -191,7 +191,7 @@ class Daemon:
                 fingerprint=parser.fingerprints,
             )
             health = None
-            if config.polling.alert_after > 0:
+            if config.polling.alert_after > 0 or config.polling.quiet_factor > 0:
                 health = FeedHealth(
                     self.redis,
                     self.keys,
@@ -199,6 +199,8 @@ class Daemon:
                     alert_after=config.polling.alert_after,
                     notify=config.defaults.notify,
                     silences=silences,
+                    quiet_factor=config.polling.quiet_factor,
+                    quiet_min=config.polling.quiet_min,
                 )
             self.poller = Poller(
                 feeds={f.name: f for f in config.feeds},

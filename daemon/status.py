@@ -1,9 +1,10 @@
 """``feedwatch status``: what every feed, the delivery stream and the instances are doing.
 
 Everything is read from Redis, so it shows the state of every process on that Redis, running
-or not: per feed the last poll and its outcome, the next poll, the error streak, items seen
-and new in the last 24 h; the delivery group's pending entries and lag; the dead letters; the
-instances whose heartbeat is alive (with their rules' last reload).
+or not: per feed the effective interval (and, for adaptive feeds, why: ``base``, ``rhythm``,
+``overflow``, ``max-age``), the last poll and its outcome, the next poll, the error streak,
+items seen and new in the last 24 h; the delivery group's pending entries and lag; the dead
+letters; the instances whose heartbeat is alive (with their rules' last reload).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from redis.exceptions import ResponseError
 from daemon.config import Config
 from daemon.durations import format_duration
 from daemon.keys import Keys
+from daemon.rhythm import effective
 from daemon.store import FeedStore
 
 
@@ -35,14 +37,18 @@ async def gather(redis: aioredis.Redis, config: Config, now: float | None = None
         st = await store.load(f.name)
         counts = await redis.hgetall(keys.new_counts(f.name))
         new_24h = sum(int(v) for k, v in counts.items() if int(_text(k)) > hour - 24 * 3600)
+        lo, hi = f.bounds
+        interval = effective(st.interval, base=f.interval, lo=lo, hi=hi)
+        reason = "fixed" if lo == hi else (st.interval_reason or "base")
         if st.next_after and st.next_after > now:
             next_poll = st.next_after
         elif st.last_poll:
-            next_poll = max(now, st.last_poll + f.interval)
+            next_poll = max(now, st.last_poll + interval)
         else:
             next_poll = None
         feeds.append({
-            "name": f.name, "interval": f.interval, "last_poll": st.last_poll,
+            "name": f.name, "interval": f.interval, "min_interval": lo, "max_interval": hi,
+            "effective_interval": interval, "interval_reason": reason, "last_poll": st.last_poll,
             "last_ok": st.last_ok, "outcome": st.last_outcome, "error": st.last_error,
             "error_streak": st.error_streak, "next_poll": next_poll,
             "items_seen": st.items_seen, "new_24h": new_24h,
@@ -81,12 +87,18 @@ def _ago(now: float, t: float | None) -> str:
     return f"{format_duration(d)} ago" if d >= 0 else f"in {format_duration(-d)}"
 
 
+def _interval(f: dict[str, Any]) -> str:
+    """The effective interval, and why when it is adaptive: ``4m (rhythm)``."""
+    shown = format_duration(f["effective_interval"])
+    return shown if f["interval_reason"] == "fixed" else f"{shown} ({f['interval_reason']})"
+
+
 def format_table(status: dict[str, Any]) -> str:
     now = status["now"]
     head = ("FEED", "INTERVAL", "LAST POLL", "OUTCOME", "NEXT POLL", "ERRORS", "SEEN", "NEW 24H")
     rows = [head] + [
         (
-            f["name"], format_duration(f["interval"]), _ago(now, f["last_poll"]),
+            f["name"], _interval(f), _ago(now, f["last_poll"]),
             f["outcome"] or "-", _ago(now, f["next_poll"]) if f["next_poll"] else "soon",
             str(f["error_streak"]), str(f["items_seen"]), str(f["new_24h"]),
         )

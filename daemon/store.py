@@ -20,6 +20,7 @@ from redis.typing import EncodableT, FieldT
 
 from daemon.errors import StoreError
 from daemon.keys import Keys
+from daemon.rhythm import Rhythm, decode, encode
 from daemon.types import Caching
 
 SEEN_MAX = 10_000
@@ -37,6 +38,11 @@ class FeedState:
     last_outcome: str | None = None
     last_error: str | None = None
     items_seen: int = 0
+    # Adaptive polling (daemon/rhythm.py): what the feed's publications taught, and the
+    # effective interval the last successful poll chose (None: the configured one) and why.
+    rhythm: Rhythm = Rhythm()
+    interval: float | None = None
+    interval_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,9 @@ class Commit:
     next_after: float = 0.0
     present_ids: Sequence[str] = ()  # every item id the feed holds now (refreshed in memory)
     new_count: int = 0
+    rhythm: Rhythm | None = None  # None: keep the stored rhythm and interval
+    interval: float | None = None
+    interval_reason: str | None = None
 
 
 def _s(v: bytes | str | None) -> str | None:
@@ -93,6 +102,9 @@ class FeedStore:
             last_outcome=_s(h.get("last_outcome")),
             last_error=_s(h.get("last_error")),
             items_seen=int(h.get("items_seen") or 0),
+            rhythm=decode(h.get("rhythm")),
+            interval=float(h["interval"]) if h.get("interval") else None,
+            interval_reason=_s(h.get("interval_reason")),
         )
 
     async def seen_flags(self, feed: str, ids: Sequence[str]) -> list[bool]:
@@ -122,6 +134,11 @@ class FeedStore:
         if c.error is None:
             mapping["last_ok"] = epoch
             mapping["polled"] = "1"
+        if c.rhythm is not None:
+            mapping["rhythm"] = encode(c.rhythm)
+        if c.interval is not None:
+            mapping["interval"] = c.interval
+            mapping["interval_reason"] = c.interval_reason or ""
         if c.caching is not None:
             mapping["etag"] = c.caching.etag or ""
             mapping["last_modified"] = c.caching.last_modified or ""

@@ -279,3 +279,27 @@ def test_a_bad_notifier_is_not_also_unknown_in_defaults(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(data, base_dir=tmp_path)
     assert [p.where for p in info.value.problems] == ["notifiers.loud.x"]
+
+
+def test_adaptive_interval_bounds_resolve_per_feed(tmp_path: Path) -> None:
+    """min/max_interval come from the feed, else from defaults; none at all: a fixed interval
+    (the feed's bounds are its interval), as before adaptive polling existed."""
+    cfg = config_from_dict(
+        {
+            "defaults": {"interval": "10m", "min_interval": "2m", "max_interval": "1h"},
+            "feeds": [
+                {"name": "a", "url": "https://a.example/"},
+                {"name": "b", "url": "https://b.example/", "interval": "1h", "max_interval": "6h"},
+                {"name": "c", "url": "https://c.example/", "min_interval": "10m"},
+            ],
+            "polling": {"quiet_factor": 0, "quiet_min": "2d"},
+        },
+        base_dir=tmp_path,
+    )
+    assert [f.bounds for f in cfg.feeds] == [(120.0, 3600.0), (120.0, 21600.0), (600.0, 3600.0)]
+    assert (cfg.polling.quiet_factor, cfg.polling.quiet_min) == (0.0, 172800.0)
+    plain = config_from_dict(
+        {"feeds": [{"name": "a", "url": "https://a.example/"}]}, base_dir=tmp_path
+    )
+    assert plain.feeds[0].bounds == (600.0, 600.0)
+    assert (plain.polling.quiet_factor, plain.polling.quiet_min) == (4.0, 43200.0)

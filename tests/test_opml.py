@@ -270,13 +270,17 @@ def test_missing_or_broken_opml_file_is_a_problem_at_its_key(
 
 
 def test_opml_entry_keys_are_checked(tmp_path: Path) -> None:
-    """An opml entry accepts only opml/interval/tags/backfill, with the usual messages."""
+    """An opml entry accepts only opml/interval (and bounds)/tags/backfill, with the usual
+    messages."""
     data = {"feeds": [{"opml": "x.opml", "name": "n", "interval": "soon"}]}
     with pytest.raises(ConfigError) as info:
         config_from_dict(data, base_dir=tmp_path, display="api")
     assert [p.render() for p in info.value.problems] == [
         "api:0:0: feeds[0].interval: expected a duration like '90s' or '5m', got 'soon'",
-        "api:0:0: feeds[0].name: unknown key 'name' (known keys: opml, interval, tags, backfill)",
+        (
+            "api:0:0: feeds[0].name: unknown key 'name' "
+            "(known keys: opml, interval, min_interval, max_interval, tags, backfill)"
+        ),
     ]
 
 

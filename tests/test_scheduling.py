@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from daemon.config import FeedConfig
+from daemon.pipeline import PollResult
 from daemon.scheduling import START_SPREAD, FeedScheduler
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -16,6 +17,7 @@ class StubPoller:
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
+        self.on_result: list[object] = []
 
     def submit(self, name: str) -> bool:
         self.submitted.append(name)
@@ -64,3 +66,37 @@ async def test_tick_only_submits() -> None:
     sched, poller = make([FeedConfig(name="a", url="http://x/a", interval=60.0)])
     await sched._tick("a")
     assert poller.submitted == ["a"]
+
+
+async def test_follow_moves_the_job_to_the_effective_interval() -> None:
+    """A poll's next_poll/interval move the feed's job (and its trigger when the interval
+    changed); a job already due then is left alone; a skipped poll that says nothing does
+    nothing. APScheduler runs for real; NOW is in the future, so no job fires."""
+    sched, poller = make([FeedConfig(name="a", url="http://x/a", interval=600.0)], jitter=0.1)
+    sched.start()
+    try:
+        assert poller.on_result == [sched.follow]
+        job = sched.scheduler.get_job("poll:a")
+        t = NOW.timestamp()
+        sched.follow(PollResult(feed="a", outcome="ok", next_poll=t + 120, interval=120.0))
+        assert job.trigger.interval == timedelta(seconds=120)
+        assert t + 120 <= job.next_run_time.timestamp() <= t + 120 + 12
+        assert job.misfire_grace_time == 120
+        moved = job.next_run_time
+        # Due at (about) the same time, same interval: not touched.
+        sched.follow(PollResult(feed="a", outcome="fresh", next_poll=t + 125, interval=120.0))
+        assert job.next_run_time == moved
+        # A backoff (no interval): moved to its end, trigger kept.
+        sched.follow(PollResult(feed="a", outcome="backoff", next_poll=t + 3600))
+        assert t + 3600 <= job.next_run_time.timestamp() <= t + 3612
+        assert job.trigger.interval == timedelta(seconds=120)
+        # Leased (the other process polls it): nothing to follow.
+        before = job.next_run_time
+        sched.follow(PollResult(feed="a", outcome="leased"))
+        sched.follow(PollResult(feed="gone", outcome="ok", next_poll=t + 60, interval=60.0))
+        assert job.next_run_time == before
+        # A due time in the past is "now" (the injected clock), not earlier.
+        sched.follow(PollResult(feed="a", outcome="ok", next_poll=t - 999, interval=3600.0))
+        assert t <= job.next_run_time.timestamp() <= t + 360
+    finally:
+        sched.shutdown()
