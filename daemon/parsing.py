@@ -28,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from daemon import parse
 from daemon.errors import ParseError
+from daemon.feedlinks import FeedLinks
 from daemon.types import Item
 
 _PR_SET_PDEATHSIG = 1
@@ -78,6 +79,22 @@ class ParsePool:
             except BrokenProcessPool as e:
                 # A worker died (out of memory on a hostile feed, killed): replace the pool so
                 # the other feeds go on, and report this feed's poll as a parse error.
+                self._restart()
+                raise ParseError(feed, "parser process died while reading this feed") from e
+
+    async def parse_links(
+        self, feed: str, body: bytes, headers: Mapping[str, str], url: str, tags: tuple[str, ...]
+    ) -> tuple[list[Item], FeedLinks]:
+        """Items of ``body`` and the feed's WebSub links; raises ParseError."""
+        if self._pool is None:
+            return parse.parse_items_links(feed, body, dict(headers), url, tags)
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(
+                    self._pool, parse.parse_items_links, feed, body, dict(headers), url, tags
+                )
+            except BrokenProcessPool as e:
                 self._restart()
                 raise ParseError(feed, "parser process died while reading this feed") from e
 

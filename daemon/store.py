@@ -51,6 +51,9 @@ class Commit:
     next_after: float = 0.0
     present_ids: Sequence[str] = ()  # every item id the feed holds now (refreshed in memory)
     new_count: int = 0
+    # A WebSub push: only the memory, the counts and ``last_push`` are written (a push is no
+    # poll: the poll time, validators, error streak and backoff stay as the last poll left them).
+    push: bool = False
 
 
 def _s(v: bytes | str | None) -> str | None:
@@ -126,6 +129,8 @@ class FeedStore:
             mapping["etag"] = c.caching.etag or ""
             mapping["last_modified"] = c.caching.last_modified or ""
             mapping["body_hash"] = c.caching.body_hash or ""
+        if c.push:
+            mapping = {"last_push": epoch}
         state_key, seen_key = self.keys.feed_state(feed), self.keys.seen(feed)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
