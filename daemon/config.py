@@ -55,6 +55,7 @@ from daemon.config_models import (
     RawNotifierHead,
     RawOpmlEntry,
     RawTop,
+    WebSubConfig,
     message_for,
     redact,
     show,
@@ -75,6 +76,7 @@ __all__ = [
     "LogConfig",
     "NotifierConfig",
     "PollingConfig",
+    "WebSubConfig",
     "config_from_dict",
     "load_config",
 ]
@@ -277,6 +279,7 @@ def _build(root: Any, ctx: _Ctx, base_dir: Path, source: Path | None) -> Config:
     delivery = _validate(DeliveryConfig, data.get("delivery"), ("delivery",), ctx)
     log = _validate(LogConfig, data.get("log"), ("log",), ctx)
     http = None if data.get("http") is None else _validate(HttpConfig, data["http"], ("http",), ctx)
+    websub = _validate(WebSubConfig, data.get("websub"), ("websub",), ctx)
     notifiers = _notifiers(data, ctx)
     if defaults is not None:
         defaults = _resolve_notify(defaults, data, notifiers, ctx)
@@ -290,6 +293,7 @@ def _build(root: Any, ctx: _Ctx, base_dir: Path, source: Path | None) -> Config:
         or polling is None
         or delivery is None
         or log is None
+        or websub is None
     ):
         raise ConfigError(ctx.problems)
     return Config(
@@ -308,6 +312,7 @@ def _build(root: Any, ctx: _Ctx, base_dir: Path, source: Path | None) -> Config:
         log=log,
         http=http,
         secrets=ctx.all_secrets(),
+        websub=websub,
     )
 
 

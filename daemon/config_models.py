@@ -300,7 +300,7 @@ class DeliveryConfig(_Strict):
 
 class HttpConfig(_Strict):
     """The health and metrics endpoint (``daemon.http``). ``public_url``: how others reach it
-    (accepted now, used by WebSub later)."""
+    (WebSub callbacks: ``<public_url>/websub/…``; set it to turn WebSub on)."""
 
     listen: Annotated[str, AfterValidator(_listen)]
     public_url: Annotated[str, AfterValidator(_public_url)] | None = None
@@ -312,6 +312,19 @@ class HttpConfig(_Strict):
     @property
     def port(self) -> int:
         return split_listen(self.listen)[1]
+
+
+def _lease(value: Any) -> float:
+    return _duration(value, minimum=3600.0)
+
+
+class WebSubConfig(_Strict):
+    """WebSub (``daemon.websub``), active when ``http.public_url`` is set. ``lease``: the
+    lease asked of hubs (they may grant another); ``fallback_interval``: how often a feed
+    with an active subscription is still polled (at least its own interval)."""
+
+    lease: Annotated[float, PlainValidator(_lease)] = 7 * 86400.0
+    fallback_interval: Interval = 3600.0
 
 
 class LogConfig(_Strict):
@@ -339,6 +352,7 @@ class RawTop(_Strict):
     delivery: Any = None
     log: Any = None
     http: Any = None
+    websub: Any = None
 
 
 def _without_nulls(data: Any, keep: tuple[str, ...]) -> Any:
@@ -532,6 +546,7 @@ class Config(_Redacted):
     log: LogConfig
     http: HttpConfig | None = None  # None: no HTTP endpoint
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    websub: WebSubConfig = field(default_factory=WebSubConfig)
 
     def feed(self, name: str) -> FeedConfig:
         """The feed called ``name``; KeyError if there is none."""

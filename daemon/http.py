@@ -9,6 +9,11 @@ on exact paths (the query is ignored), keeps connections alive, and stays bounde
   — is closed;
 * at most ``max_connections`` connections are served at once; more are closed at once.
 
+``handlers`` are routes by path *prefix* that see the whole request (``Request``: method,
+path, query, headers, body) and take any method: the WebSub callback (``daemon.websub_service``)
+is one. Their bodies may be up to ``max_body`` bytes (Content-Length or chunked; more is
+413), read within ``body_timeout`` seconds.
+
 ``endpoints()`` builds the three routes: ``/healthz`` answers 200 while the event loop runs
 (it is served *by* the loop, so an answer means the loop is responsive); ``/readyz`` answers
 200 or 503 with a JSON body naming every check and the failing ones; ``/metrics`` the
@@ -31,6 +36,7 @@ logger = logging.getLogger("daemon.http")
 
 MAX_REQUEST = 8192
 IDLE_TIMEOUT = 15.0
+BODY_TIMEOUT = 60.0
 MAX_CONNECTIONS = 32
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -44,6 +50,32 @@ class Response:
 
 
 Route = Callable[[], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request for a prefix handler. ``headers`` have lower-case names (repeated ones
+    joined with ", "); ``query`` is the raw query string."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    method: str
+    path: str
+    query: str
+    keep_alive: bool
+    length: int
+    chunked: bool
+    headers: dict[str, str]
 
 
 def json_response(status: int, value: object) -> Response:
@@ -70,10 +102,16 @@ class HttpServer:
         max_request: int = MAX_REQUEST,
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        handlers: Mapping[str, Handler] | None = None,
+        max_body: int = MAX_REQUEST,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.host = host
         self.port = port
         self.routes = dict(routes)
+        self.prefix_routes = dict(handlers or {})
+        self.max_body = max_body
+        self.body_timeout = body_timeout
         self.max_request = max_request
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
@@ -137,14 +175,24 @@ class HttpServer:
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read and answer one request; whether to keep the connection open."""
+        handler: Handler | None = None
+        body = b""
         try:
             async with asyncio.timeout(self.idle_timeout):
                 head = await reader.readuntil(b"\r\n\r\n")
-                method, path, keep_alive, length = self._parse(head)
-                if length > self.max_request:
-                    raise _BadRequest(413)
-                if length:
-                    await reader.readexactly(length)
+                req = self._parse(head)
+                method, path, keep_alive, length = req.method, req.path, req.keep_alive, req.length
+                handler = self._prefix_route(path)
+                if handler is None:
+                    if req.chunked:
+                        raise _BadRequest(501)  # no route takes a body; chunked ones are refused
+                    if length > self.max_request:
+                        raise _BadRequest(413)
+                    if length:
+                        await reader.readexactly(length)
+            if handler is not None:
+                async with asyncio.timeout(self.body_timeout):
+                    body = await self._body(reader, req)
         except asyncio.LimitOverrunError:
             await self._write(writer, "GET", Response(431, b"request too large\n"), False)
             return False
@@ -155,6 +203,15 @@ class HttpServer:
             if e.partial:  # a request cut short; an idle connection closing is not an error
                 logger.debug("http: incomplete request")
             return False
+        if handler is not None:
+            request = Request(method, path, req.query, req.headers, body)
+            try:
+                response = await handler(request)
+            except Exception:
+                logger.exception("http: handler for %s failed", path.split("/", 2)[1])
+                response = Response(500, b"internal error\n")
+            await self._write(writer, method, response, keep_alive)
+            return keep_alive
         if method not in ("GET", "HEAD"):
             await self._write(writer, method, Response(405, b"method not allowed\n"), keep_alive)
             return keep_alive
@@ -170,9 +227,41 @@ class HttpServer:
         await self._write(writer, method, response, keep_alive)
         return keep_alive
 
+    def _prefix_route(self, path: str) -> Handler | None:
+        for prefix, handler in self.prefix_routes.items():
+            if path.startswith(prefix):
+                return handler
+        return None
+
+    async def _body(self, reader: asyncio.StreamReader, req: _Head) -> bytes:
+        """The body of a request for a handler, at most ``max_body`` bytes."""
+        if not req.chunked:
+            if req.length > self.max_body:
+                raise _BadRequest(413)
+            return await reader.readexactly(req.length) if req.length else b""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            digits = line.split(b";", 1)[0].strip()
+            if not digits or not all(c in b"0123456789abcdefABCDEF" for c in digits):
+                raise _BadRequest(400)
+            n = int(digits, 16)
+            if n == 0:
+                break
+            size += n
+            if size > self.max_body:
+                raise _BadRequest(413)
+            parts.append(await reader.readexactly(n))
+            if await reader.readexactly(2) != b"\r\n":
+                raise _BadRequest(400)
+        while await reader.readuntil(b"\r\n") != b"\r\n":
+            pass  # trailers
+        return b"".join(parts)
+
     @staticmethod
-    def _parse(head: bytes) -> tuple[str, str, bool, int]:
-        """(method, path, keep_alive, content length) of a request head; raises _BadRequest."""
+    def _parse(head: bytes) -> _Head:
+        """A request head, parsed; raises _BadRequest."""
         try:
             lines = head.decode("latin-1").split("\r\n")
             method, target, version = lines[0].split(" ")
@@ -187,15 +276,19 @@ class HttpServer:
             name, sep, value = line.partition(":")
             if not sep:
                 raise _BadRequest(400)
-            headers[name.strip().lower()] = value.strip()
-        if "transfer-encoding" in headers:
-            raise _BadRequest(501)  # no route takes a body; chunked ones are refused
+            key, value = name.strip().lower(), value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        encoding = headers.get("transfer-encoding")
+        chunked = encoding is not None
+        if encoding is not None and (encoding.lower() != "chunked" or "content-length" in headers):
+            raise _BadRequest(501)  # only plain chunked, and never with a Content-Length
         raw_length = headers.get("content-length", "0")
         if not raw_length.isascii() or not raw_length.isdigit():
             raise _BadRequest(400)
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        return method, target.split("?", 1)[0], keep_alive, int(raw_length)
+        path, _, query = target.partition("?")
+        return _Head(method, path, query, keep_alive, int(raw_length), chunked, headers)
 
     @staticmethod
     async def _write(

@@ -133,3 +133,23 @@ class Keys:
         """Epoch seconds of the first failed poll of the feed's current failure episode
         (deleted by its next successful poll): ``daemon/feed_health.py``."""
         return f"{self.tag}:feedhealth:{feed}"
+
+    # -- WebSub (daemon/websub_store.py) -----------------------------------------------------
+    def websub_sub(self, feed: str) -> str:
+        """Hash: the feed's WebSub subscription (hub, topic, callback token, secret, state,
+        lease…)."""
+        return f"{self.tag}:websub:sub:{feed}"
+
+    def websub_links(self, feed: str) -> str:
+        """Hash: ``hubs`` (one per line) and ``self``, as the feed's last poll found them."""
+        return f"{self.tag}:websub:links:{feed}"
+
+    @property
+    def websub_tokens(self) -> str:
+        """Hash callback token → feed name: which feed a callback URL belongs to."""
+        return f"{self.tag}:websub:tokens"
+
+    @property
+    def websub_feeds(self) -> str:
+        """Set of feeds with WebSub links or a subscription: what the subscriber looks at."""
+        return f"{self.tag}:websub:feeds"

@@ -55,7 +55,7 @@ FETCH_ERROR_KINDS = (
     "decode",
 )  # fmt: skip
 OUTCOMES = frozenset(
-    ("ok", "not_modified", "unchanged", "backoff", "leased", "fresh")
+    ("ok", "not_modified", "unchanged", "backoff", "leased", "fresh", "pushed", "websub")
     + tuple(f"error:{k}" for k in (*FETCH_ERROR_KINDS, "parse", "store", "internal"))
 )
 OTHER_ERROR = "error:other"
@@ -105,7 +105,9 @@ class Metrics:
         )
         self.polls = Counter(
             "feedwatch_polls_total",
-            "Polls by outcome: ok, not_modified, unchanged, backoff, leased, fresh, error:<kind>.",
+            "Polls by outcome: ok, not_modified, unchanged, backoff, leased, fresh, pushed "
+            "(a WebSub push), websub (skipped: pushed, polled at the fallback interval), "
+            "error:<kind>.",
             ["feed", "outcome"],
             registry=r,
         )

@@ -52,6 +52,7 @@ from feedparser.encodings import convert_to_utf8
 
 from daemon.errors import ParseError
 from daemon.fastparse import read_items
+from daemon.feedlinks import FeedLinks, body_links, header_links, merge
 from daemon.jsonfeed import looks_like_json, read_json_feed
 from daemon.normalize import normalize
 from daemon.text import html_to_text, one_line
@@ -124,6 +125,29 @@ def parse_items(
         if items is not None:
             return items
     return normalize(_feedparse(feed, prepared), feed, tags)
+
+
+def parse_items_links(
+    feed: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    url: str,
+    tags: tuple[str, ...] = (),
+) -> tuple[list[Item], FeedLinks]:
+    """``parse_items`` plus the feed's WebSub links (``daemon.feedlinks``): the ``Link:``
+    header's, else the document's. Safe to run in a worker process."""
+    prepared = _prepare(feed, body, headers, url)
+    base = prepared.base
+    header = header_links({k.lower(): v for k, v in headers.items()}.get("link"), base)
+    if isinstance(prepared, ParsedFeed):
+        items = normalize(prepared, feed, tags)
+        return items, merge(header, FeedLinks(prepared.hubs, prepared.self_url))
+    if prepared.fast:
+        fast = read_items(prepared.data, prepared.base, feed, tags)
+        if fast is not None:
+            return fast, merge(header, body_links(prepared.data, prepared.base))
+    parsed = _feedparse(feed, prepared)
+    return normalize(parsed, feed, tags), merge(header, FeedLinks(parsed.hubs, parsed.self_url))
 
 
 def fast_items(

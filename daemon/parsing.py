@@ -29,6 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from daemon import parse
 from daemon.errors import ParseError
+from daemon.feedlinks import FeedLinks
 from daemon.story_sketch import Fingerprint, fingerprints
 from daemon.types import Item
 
@@ -94,6 +95,22 @@ class ParsePool:
             except BrokenProcessPool:
                 self._restart()
         return fingerprints(texts)  # the worker died: compute them here, lose nothing
+
+    async def parse_links(
+        self, feed: str, body: bytes, headers: Mapping[str, str], url: str, tags: tuple[str, ...]
+    ) -> tuple[list[Item], FeedLinks]:
+        """Items of ``body`` and the feed's WebSub links; raises ParseError."""
+        if self._pool is None:
+            return parse.parse_items_links(feed, body, dict(headers), url, tags)
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(
+                    self._pool, parse.parse_items_links, feed, body, dict(headers), url, tags
+                )
+            except BrokenProcessPool as e:
+                self._restart()
+                raise ParseError(feed, "parser process died while reading this feed") from e
 
     def _restart(self) -> None:
         old = self._pool

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -34,7 +35,8 @@ from daemon.rhythm import Rhythm, effective, observe, plan
 from daemon.sentinel import StateGuard
 from daemon.silence import Silences
 from daemon.store import Commit, FeedStore, Leases
-from daemon.types import Caching
+from daemon.types import Caching, FetchResult
+from daemon.websub_service import WebSubService
 
 logger = logging.getLogger("daemon.poll")
 # A scheduled poll is skipped when the feed was polled less than this fraction of its interval
@@ -92,6 +94,7 @@ class Poller:
         stories: StoryStage | None = None,
         silences: Silences | None = None,
         health: FeedHealth | None = None,
+        websub: WebSubService | None = None,
     ) -> None:
         self.feeds = dict(feeds)
         self.fetcher = fetcher
@@ -108,6 +111,7 @@ class Poller:
         self.stories = stories  # None: one alert per (rule, feed, item), no stories
         self.silences = silences or (stories.silences if stories is not None else None)
         self.health = health  # None: no feed-health alerts
+        self.websub = websub  # None: no WebSub discovery, pushes or slower fallback polling
         self._tasks: dict[str, asyncio.Task[PollResult]] = {}
         self._slots = asyncio.Semaphore(max_in_flight)
         self.on_result: list[Callable[[PollResult], None]] = []
@@ -145,13 +149,55 @@ class Poller:
         for t in list(self._tasks.values()):
             t.cancel()
 
+    def accept_push(
+        self, name: str, body: bytes, headers: Mapping[str, str]
+    ) -> asyncio.Task[PollResult] | None:
+        """Process a WebSub content distribution of feed ``name`` like a poll's fetched body
+        (parse → decide → match → publish → commit), as a task the poller owns (``drain``
+        waits for it). It starts after the poll or push of the feed in flight here, if any,
+        and a scheduled poll is refused while it runs; across processes it takes the feed's
+        lease like a poll, waiting up to ``lease_ttl`` for it. None if the feed is unknown."""
+        feed = self.feeds.get(name)
+        if feed is None:
+            return None
+        pushed = FetchResult(
+            url=feed.url,
+            status=200,
+            body=body,
+            headers={k.lower(): v for k, v in headers.items()},
+            caching=Caching(body_hash=hashlib.sha256(body).hexdigest()),
+        )
+        prior = self._tasks.get(name)
+        task = asyncio.get_running_loop().create_task(
+            self._push(feed, pushed, prior), name=f"poll:{name}"
+        )
+        self._tasks[name] = task
+        task.add_done_callback(self._forget)
+        return task
+
+    async def _push(
+        self, feed: FeedConfig, pushed: FetchResult, prior: asyncio.Task[PollResult] | None
+    ) -> PollResult:
+        if prior is not None:
+            await asyncio.wait([prior])
+        deadline = time.monotonic() + self.lease_ttl
+        delay = 0.05
+        while True:
+            result = await self.poll(feed, pushed=pushed)
+            if result.outcome != "leased" or time.monotonic() >= deadline:
+                return result
+            await asyncio.sleep(delay)  # another process polls the feed: wait for its lease
+            delay = min(2 * delay, 2.0)
+
     async def poll_all(self, names: Sequence[str] | None = None) -> list[PollResult]:
         """Poll every feed once (``run --once``), concurrently, respecting backoff state."""
         todo = list(names or self.feeds)
         return list(await asyncio.gather(*(self.poll(self.feeds[n]) for n in todo)))
 
     # -- one poll ----------------------------------------------------------------------------
-    async def poll(self, feed: FeedConfig, *, scheduled: bool = False) -> PollResult:
+    async def poll(
+        self, feed: FeedConfig, *, scheduled: bool = False, pushed: FetchResult | None = None
+    ) -> PollResult:
         """Poll one feed. ``scheduled`` polls (the scheduler's ticks) are skipped when another
         process polled the feed within this interval or is polling it now (scale-out on one
         Redis); an explicit poll (``run --once``) always polls, backoff permitting."""
@@ -165,7 +211,7 @@ class Poller:
                     if not leased:
                         result = PollResult(feed=feed.name, outcome="leased")
                 if result is None:
-                    result = await self._poll(feed, start, scheduled=scheduled)
+                    result = await self._poll(feed, start, scheduled=scheduled, pushed=pushed)
             except asyncio.CancelledError:
                 raise
             except StoreError as e:
@@ -186,7 +232,7 @@ class Poller:
             finally:
                 if leased and self.leases is not None:
                     await self.leases.release(feed.name)
-        skipped = result.outcome in ("leased", "fresh")
+        skipped = result.outcome in ("leased", "fresh", "websub")
         log(
             logger,
             "poll",
@@ -222,7 +268,14 @@ class Poller:
             cb(result)
         return result
 
-    async def _poll(self, feed: FeedConfig, start: float, *, scheduled: bool) -> PollResult:
+    async def _poll(
+        self,
+        feed: FeedConfig,
+        start: float,
+        *,
+        scheduled: bool,
+        pushed: FetchResult | None = None,  # a WebSub push: its body instead of a fetch
+    ) -> PollResult:
         name = feed.name
         try:
             state = await self.store.load(name)
@@ -234,7 +287,7 @@ class Poller:
                 feed=name, outcome="error:store", error=str(e), duration=time.perf_counter() - start
             )
         now = self.clock()
-        if state.next_after and now.timestamp() < state.next_after:
+        if pushed is None and state.next_after and now.timestamp() < state.next_after:
             return PollResult(
                 feed=name,
                 outcome="backoff",
@@ -257,11 +310,20 @@ class Poller:
                 next_poll=state.last_poll + interval,
                 interval=interval,
             )
+        if (
+            scheduled
+            and self.websub is not None
+            and state.last_poll is not None
+            and state.error_streak == 0
+            and await self.websub.skip_poll(feed, now.timestamp() - state.last_poll)
+        ):
+            # WebSub pushes this feed: polled at the slower fallback interval.
+            return PollResult(feed=name, outcome="websub", duration=time.perf_counter() - start)
 
         try:
             t0 = time.perf_counter()
-            fetched = await self.fetcher.fetch(name, feed.url, state.caching)
-            fetch_s = time.perf_counter() - t0
+            fetched = pushed or await self.fetcher.fetch(name, feed.url, state.caching)
+            fetch_s = None if pushed else time.perf_counter() - t0
             if fetched.not_modified:
                 return await self._finish(
                     feed,
@@ -275,7 +337,11 @@ class Poller:
                     before=state.rhythm,
                     max_age=fetched.max_age,
                 )
-            if state.polled_before and fetched.caching.body_hash == state.caching.body_hash:
+            if (
+                pushed is None
+                and state.polled_before
+                and fetched.caching.body_hash == state.caching.body_hash
+            ):
                 return await self._finish(
                     feed,
                     start,
@@ -289,11 +355,19 @@ class Poller:
                     max_age=fetched.max_age,
                 )
             t0 = time.perf_counter()
-            items = await self.parser.parse(
-                name, fetched.body, fetched.headers, fetched.url, feed.tags
-            )
+            if self.websub is not None and pushed is None:
+                items, links = await self.parser.parse_links(
+                    name, fetched.body, fetched.headers, fetched.url, feed.tags
+                )
+                await self.websub.discovered(name, links)
+            else:
+                items = await self.parser.parse(
+                    name, fetched.body, fetched.headers, fetched.url, feed.tags
+                )
             parse_s = time.perf_counter() - t0
         except FeedError as e:
+            if pushed is not None:  # a bad push says nothing about fetching the feed
+                return PollResult(feed=name, outcome=f"error:{e.kind}", error=e.message)
             return await self._failed(feed, start, state.error_streak, e)
 
         try:
@@ -331,7 +405,7 @@ class Poller:
                 )
             entry_ids = tuple(o.entry_id for o in told.published if o.entry_id)
             alerted = tuple(o.candidate.rule_id for o in told.published if o.entry_id)
-            if self.guard is not None:
+            if self.guard is not None and pushed is None:  # a push may hold only a few items
                 self.guard.done(name)
             # Publication times (first-seen for undated items) teach the feed's rhythm.
             epoch = now.timestamp()
@@ -339,11 +413,11 @@ class Poller:
             return await self._finish(
                 feed,
                 start,
-                "ok",
+                "ok" if pushed is None else "pushed",
                 fetched.status,
                 len(fetched.body),
                 caching=fetched.caching,
-                failing=state.error_streak > 0,
+                failing=state.error_streak > 0 and pushed is None,
                 present_ids=ids,
                 new=len(decision.new),
                 items=len(items),
@@ -423,6 +497,7 @@ class Poller:
                 rhythm=rhythm,
                 interval=due.interval,
                 interval_reason=due.reason,
+                push=outcome == "pushed",
             ),
         )
         return PollResult(

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -55,6 +56,8 @@ from daemon.sentinel import StateGuard
 from daemon.silence import Silences
 from daemon.store import FeedStore, Leases
 from daemon.story_store import StoryStore
+from daemon.websub_service import PREFIX, WebSubService, WebSubSettings
+from daemon.websub_store import WebSubStore
 
 logger = logging.getLogger("daemon.runtime")
 ROLES = ("all", "poller", "notifier")
@@ -144,6 +147,7 @@ class Daemon:
             role=role,
         )
         self.http: HttpServer | None = None
+        self.websub: WebSubService | None = None
         self._consumer_task: asyncio.Task[None] | None = None
 
     @property
@@ -202,7 +206,9 @@ class Daemon:
                     quiet_factor=config.polling.quiet_factor,
                     quiet_min=config.polling.quiet_min,
                 )
+            self.websub = await self._websub()
             self.poller = Poller(
+                websub=self.websub,
                 feeds={f.name: f for f in config.feeds},
                 fetcher=fetcher,
                 store=FeedStore(self.redis, self.keys),
@@ -220,6 +226,8 @@ class Daemon:
                 lease_ttl=max(60.0, 3 * config.fetch.deadline),
             )
             self.poller.on_result.append(self.metrics.poll)
+            if self.websub is not None:
+                self.websub.on_push = self.poller.accept_push
             poller = self.poller
             self.metrics.track(
                 rules=lambda: self.rules.count,
@@ -253,6 +261,29 @@ class Daemon:
                 self.redis, self.keys, dispatcher, settings, name=self.identity
             )
             await self.consumer.ensure_group()
+
+    async def _websub(self) -> WebSubService | None:
+        """The WebSub subscriber, when ``http.public_url`` says where hubs reach us."""
+        http = self.config.http
+        if http is None or http.public_url is None:
+            return None
+        client = await self._stack.enter_async_context(
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0),
+                follow_redirects=False,
+                headers={"User-Agent": fetch_settings(self.config).user_agent},
+            )
+        )
+        return WebSubService(
+            WebSubStore(self.redis, self.keys),
+            {f.name: f for f in self.config.feeds},
+            WebSubSettings(
+                public_url=http.public_url,
+                lease=self.config.websub.lease,
+                fallback_interval=self.config.websub.fallback_interval,
+            ),
+            client,
+        )
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -316,6 +347,8 @@ class Daemon:
                 )
                 self.scheduler.start()
                 tasks.append(asyncio.create_task(self.rules.watch(self.stop), name="rules"))
+            if self.websub is not None:
+                tasks.append(asyncio.create_task(self.websub.run(self.stop), name="websub"))
             if self.consumer is not None:
                 self._consumer_task = asyncio.create_task(
                     self.consumer.run(self.stop), name="consumer"
@@ -351,7 +384,14 @@ class Daemon:
             ready=self.readiness, metrics=self.metrics.render, metrics_type=CONTENT_TYPE
         )
         listen = self.config.http.listen
-        server = HttpServer(self.config.http.host, self.config.http.port, routes)
+        handlers = {PREFIX: self.websub.handle} if self.websub is not None else {}
+        server = HttpServer(
+            self.config.http.host,
+            self.config.http.port,
+            routes,
+            handlers=handlers,
+            max_body=self.config.fetch.max_bytes,
+        )
         try:
             self.http = await self._stack.enter_async_context(server)
         except OSError as e:  # address in use, not ours, unknown host

@@ -60,6 +60,9 @@ class Commit:
     rhythm: Rhythm | None = None  # None: keep the stored rhythm and interval
     interval: float | None = None
     interval_reason: str | None = None
+    # A WebSub push: only the memory, the counts and ``last_push`` are written (a push is no
+    # poll: the poll time, validators, error streak and backoff stay as the last poll left them).
+    push: bool = False
 
 
 def _s(v: bytes | str | None) -> str | None:
@@ -143,6 +146,8 @@ class FeedStore:
             mapping["etag"] = c.caching.etag or ""
             mapping["last_modified"] = c.caching.last_modified or ""
             mapping["body_hash"] = c.caching.body_hash or ""
+        if c.push:
+            mapping = {"last_push": epoch}
         state_key, seen_key = self.keys.feed_state(feed), self.keys.seen(feed)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:

@@ -247,7 +247,7 @@ def test_config_from_dict_problems_have_no_position(tmp_path: Path) -> None:
         "api:0:0: feeds[0].interval: expected a duration like '90s' or '5m', got 'soon'",
         (
             "api:0:0: x: unknown key 'x' (known keys: redis, prefix, state_dir, rules, defaults, "
-            "feeds, notifiers, fetch, polling, delivery, log, http)"
+            "feeds, notifiers, fetch, polling, delivery, log, http, websub)"
         ),
     ]
 
