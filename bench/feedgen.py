@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import html
 import json
+import os
 import random
 import re
 import socket
@@ -50,6 +51,10 @@ European leaders met in Brussels to discuss sanctions and the reconstruction of 
 SOURCES = ("Reuters", "AP", "AFP", "BBC", "Kyiv Independent", "Yonhap", "DW", "Al Jazeera")
 SECTIONS = ("world", "europe", "asia", "politics", "defence", "economy")
 LAST_MODIFIED = datetime(2025, 8, 6, 12, 0, tzinfo=UTC)
+# Items are dated before LAST_MODIFIED, or before now when FEEDGEN_RECENT=1 (bench/poll.py
+# --recent): then every item is inside the story window and a cold poll clusters them all.
+RECENT = os.environ.get("FEEDGEN_RECENT") == "1"
+ITEMS_UNTIL = datetime.now(UTC) if RECENT else LAST_MODIFIED
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d+(?:[.,]\d+)*|[.,;:?!]")
 
 
@@ -115,7 +120,7 @@ def build_feed(
     """One RSS 2.0 document: ``n_items`` news items, newest first."""
     name = f"f{i:04d}"
     section = SECTIONS[i % len(SECTIONS)]
-    base = LAST_MODIFIED - timedelta(minutes=7 * i)
+    base = ITEMS_UNTIL - timedelta(minutes=(i % 60) if RECENT else 7 * i)
     parts = [
         (
             '<?xml version="1.0" encoding="UTF-8"?>\n'

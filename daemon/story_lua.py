@@ -99,15 +99,17 @@ local function live_record(sid)
   if t == 0 or t + window <= now then return nil end
   return r
 end
--- Band keys come from the caller as (shard, 4-byte field) pairs: {sh = {...}, fl = {...}}.
+-- Band keys come from the caller in one argument: per key, its shard (4 hex digits) and its
+-- field (4 bytes). As a list: {sh = {...}, fl = {...}}.
 local bpre = {}
 for s = first, last do bpre[s] = tag .. ':story:b:' .. s .. ':' end
-local function band_list(pos)
-  -- the list at ARGV[pos] (count, then shard and field per key); and the position after it
-  local m = tonumber(ARGV[pos])
+local function band_list(blob)
   local sh, fl = {}, {}
-  for j = 1, m do sh[j] = ARGV[pos + 2 * j - 1]; fl[j] = ARGV[pos + 2 * j] end
-  return {sh = sh, fl = fl}, pos + 1 + 2 * m
+  for i = 1, #blob - 7, 8 do
+    sh[#sh + 1] = string.sub(blob, i, i + 3)
+    fl[#fl + 1] = string.sub(blob, i + 4, i + 7)
+  end
+  return {sh = sh, fl = fl}
 end
 local function mapk(s, key)
   return tag .. ':story:m:' .. s .. ':' .. ((struct.unpack('>I2', key)) % shards)
@@ -175,9 +177,8 @@ LOOKUP = (
 local maxc, n = tonumber(ARGV[6]), tonumber(ARGV[7])
 local pos, out = 8, {}
 for _ = 1, n do
-  local key, link = ARGV[pos], ARGV[pos + 1]
-  local probes
-  probes, pos = band_list(pos + 2)
+  local key, link, probes = ARGV[pos], ARGV[pos + 1], band_list(ARGV[pos + 2])
+  pos = pos + 3
   local known, kr = find(key)
   local linked = nil
   if not known then linked = find(link) end
@@ -293,7 +294,7 @@ local function map(sid, keys)
     end
   end
 end
-local function join(sid, r, feed, fp, bands, keys)
+local function join(sid, r, feed, fp, bands, keys, fills)
   local k, off = story_loc(tag, sid)
   local count, id = rec_count(r), feed_id(feed)
   local listed = id == nil
@@ -309,7 +310,7 @@ local function join(sid, r, feed, fp, bands, keys)
     redis.call('SETRANGE', k, off, fp)
     redis.call('SETRANGE', k, off + SK + 4, struct.pack('>I2', (rec_rev(r) + 1) % 65536))
     dirty = true
-    index(sid, bands, nil)
+    index(sid, bands, fills)
   end
   map(sid, keys)
   r = story_read(tag, sid)
@@ -343,17 +344,12 @@ for _ = 1, n do
   local key, link, feed, action = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
   local sid, dg, fp = ARGV[pos + 4], ARGV[pos + 5], ARGV[pos + 6]
   local replace = ARGV[pos + 7] == '1'
-  pos = pos + 8
-  local bands, probes
+  local bands, probes = band_list(ARGV[pos + 8]), band_list(ARGV[pos + 10])
   local fills, cands = {}, {}
-  bands, pos = band_list(pos)
-  local m = tonumber(ARGV[pos])
-  for j = 1, m do fills[j] = tonumber(ARGV[pos + j]) end
-  pos = pos + 1 + m
-  probes, pos = band_list(pos)
-  m = tonumber(ARGV[pos])
-  for j = 1, m do cands[j] = ARGV[pos + j] end
-  pos = pos + 1 + m
+  local fb, cb = ARGV[pos + 9], ARGV[pos + 11]
+  for j = 1, #fb do fills[j] = string.byte(fb, j) end
+  for j = 1, #cb - 11, 12 do cands[#cands + 1] = string.sub(cb, j, j + 11) end
+  pos = pos + 12
   local known, kr = find(key)
   if known then
     out[#out + 1] = {'known', known, rec_started(kr), sources_text(kr)}
@@ -362,13 +358,14 @@ for _ = 1, n do
     local careful = dg ~= '' and not clean
     if careful then fills = nil end
     if linked then
-      out[#out + 1] = join(linked, lr, feed, '', {}, {key})
+      out[#out + 1] = join(linked, lr, feed, '', {sh = {}, fl = {}}, {key}, nil)
     elseif careful and (action == 'link' or dg ~= digest((buckets(probes)), revs_of(cands))) then
       out[#out + 1] = {'retry'}
     else
       local r = action == 'join' and live_record(sid)
       if r then
-        out[#out + 1] = join(sid, r, feed, replace and fp or '', bands, {key, link})
+        if fills and #fills ~= #bands.fl then fills = nil end
+        out[#out + 1] = join(sid, r, feed, replace and fp or '', bands, {key, link}, fills)
       elseif action ~= 'new' and dg ~= '' then
         out[#out + 1] = {'retry'}
       else

@@ -29,6 +29,7 @@ the cost per item of fingerprint + lookup + commit.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 from collections.abc import Sequence
@@ -57,7 +58,8 @@ __all__ = [
 
 MAX_ROUNDS = 8
 DEFAULT_WINDOW = 48 * 3600.0
-SHARDS = 8192  # band and item hashes per slice: ~100,000 stories per slice stay listpacks
+# Band and item hashes per slice (at most 65,536): ~100,000 stories per slice stay listpacks.
+SHARDS = 8192
 _TAIL = struct.Struct(">IHBB")
 _FIELD = struct.Struct(">I")
 
@@ -137,39 +139,48 @@ def _probes(fp: Fingerprint) -> tuple[int, ...]:
     return fp.probes or fp.bands
 
 
-def _band_args(keys: Sequence[int], shards: int) -> list[str | bytes | int]:
-    """A list of band keys as the scripts read it: the count, then per key its shard (the
-    hash it lives in) and its 4-byte field."""
-    out: list[str | bytes | int] = [len(keys)]
-    for k in keys:
-        out += [str(k % shards), _FIELD.pack(k)]
-    return out
+def _band_blob(keys: Sequence[int], shards: int) -> bytes:
+    """A list of band keys as the scripts read it, in one argument: per key its shard (the
+    hash it lives in: 4 hex digits) and its 4-byte field."""
+    return b"".join(b"%04x" % (k % shards) + _FIELD.pack(k) for k in keys)
 
 
-def _deferred(planned: Sequence[tuple[StoryEntry, Plan]]) -> set[int]:
+def _filed_under(fp: Fingerprint, fills: tuple[int, ...], keys: int, bucket: int) -> frozenset[int]:
+    """The band keys the commit script files a new sketch under (its ``index``): the
+    ``keys`` least used whose buckets are not full, else the two least used."""
+    if len(fills) != len(fp.bands):
+        return frozenset(fp.bands)
+    order = sorted(range(len(fills)), key=lambda i: (fills[i], i))
+    chosen = [i for i in order[:keys] if fills[i] < bucket] or order[:2]
+    return frozenset(fp.bands[i] for i in chosen)
+
+
+def _deferred(
+    planned: Sequence[tuple[StoryEntry, Plan]], index_keys: int, bucket_size: int
+) -> set[int]:
     """Items to look up again after this commit, because an earlier item of the same batch
-    changes what they would find: it files a story under one of their probe keys that they
-    are similar to, or gives one of their candidates a new sketch. (The commit script trusts
-    a plan when no *other* process wrote since the lookup.)"""
+    changes what they would find: it files a story they are similar to under one of their
+    probe keys, or gives one of their candidates a new sketch. (The commit script trusts a
+    plan when no *other* process wrote since the lookup.)"""
     out: set[int] = set()
-    filed: list[tuple[frozenset[int], Fingerprint]] = []  # bands and sketch of earlier writers
+    filed: list[tuple[frozenset[int], Fingerprint]] = []  # keys and sketch of earlier writers
     resketched: set[str] = set()
     for i, (e, p) in enumerate(planned):
         if p.action == "link":
             continue
-        probes = _probes(e.fp)
         if resketched.intersection(p.cands):
             out.add(i)
             continue
-        if filed:
+        probes = _probes(e.fp)
+        found = [fp for keys, fp in filed if not keys.isdisjoint(probes)]
+        if found:
             compare = matcher(e.fp, SAME_STORY)
-            if any(
-                not bands.isdisjoint(probes) and compare(fp) >= SAME_STORY for bands, fp in filed
-            ):
+            if any(compare(fp) >= SAME_STORY for fp in found):
                 out.add(i)
                 continue
         if p.action == "new" or p.replace:
-            filed.append((frozenset(e.fp.bands), e.fp.stored()))
+            keys = _filed_under(e.fp, p.fills, index_keys, bucket_size)
+            filed.append((keys, e.fp.stored()))
         if p.replace:
             resketched.add(p.target)
     return out
@@ -207,6 +218,10 @@ class StoryStore:
         self.shards = shards
         self._lookup = redis.register_script(LOOKUP)
         self._commit = redis.register_script(COMMIT)
+        # One batch at a time per process: interleaved lookups and commits of one process's
+        # concurrent polls would each see the others' writes and retry (measured: a cold poll
+        # of 1,000 feeds whose items share words went from seconds to minutes).
+        self._turn = asyncio.Lock()
 
     def _head(self, now: float) -> tuple[list[str], list[str | bytes | int | float]]:
         return [self.keys.story_version], [
@@ -225,6 +240,10 @@ class StoryStore:
 
     async def assign_many(self, entries: Sequence[StoryEntry], now: float) -> list[Assigned]:
         """Assign every entry, in order (a later entry may join an earlier one's story)."""
+        async with self._turn:
+            return await self._assign_many(entries, now)
+
+    async def _assign_many(self, entries: Sequence[StoryEntry], now: float) -> list[Assigned]:
         done: dict[int, Assigned] = {}
         todo = list(range(len(entries)))
         for round_no in range(MAX_ROUNDS):
@@ -257,7 +276,7 @@ class StoryStore:
         for e in entries:
             probes = _probes(e.fp)
             link = story_key_for_url(e.url) if e.url else None
-            args += [_raw_key(e.key), _raw_key(link), *_band_args(probes, self.shards)]
+            args += [_raw_key(e.key), _raw_key(link), _band_blob(probes, self.shards)]
         try:
             version, raw = await self._lookup(keys=keys, args=args)
         except RedisError as e:
@@ -298,7 +317,7 @@ class StoryStore:
         ``force`` commits the plans without checking what changed since the lookup."""
         if not planned:
             return []
-        deferred = set() if force else _deferred(planned)
+        deferred = set() if force else _deferred(planned, self.index_keys, self.bucket_size)
         sent = [(e, p) for i, (e, p) in enumerate(planned) if i not in deferred]
         versions = {p.version for _, p in sent}
         version = versions.pop() if len(versions) == 1 else ""
@@ -312,8 +331,8 @@ class StoryStore:
             fills = p.fills if len(p.fills) == len(e.fp.bands) else ()
             args += [_raw_key(e.key), _raw_key(link), e.feed, p.action, p.target, digest]
             args += [e.fp.pack(), "1" if p.replace else "0"]
-            args += [*_band_args(e.fp.bands, self.shards), len(fills), *fills]
-            args += [*_band_args(probes, self.shards), len(p.cands), *p.cands]
+            args += [_band_blob(e.fp.bands, self.shards), bytes(min(f, 255) for f in fills)]
+            args += [_band_blob(probes, self.shards), "".join(p.cands)]
         try:
             raw = await self._commit(keys=keys, args=args)
         except RedisError as e:
