@@ -13,8 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from daemon._yaml import load_yaml, to_plain
+from daemon.errors import StoreError
 from daemon.keys import Keys
 from daemon.story import StoryIndex, fingerprint
+from daemon.story_lua import COMMIT, LOOKUP
 from daemon.story_store import Assigned, Plan, StoryEntry, StoryStore, item_key
 
 PAIRS = Path(__file__).parent / "data" / "stories" / "pairs.yaml"
@@ -168,3 +170,47 @@ async def test_keys_expire_and_share_the_hash_tag(r: aioredis.Redis) -> None:
     assert names and all(n.startswith("{st}:story:") for n in names)
     for n in names:
         assert 0 < await r.ttl(n) <= 7200 + 7200 + 3661
+
+
+async def test_one_process_concurrent_polls_share_one_assignment(r: aioredis.Redis) -> None:
+    """Polls of one process that ask at once are assigned together, in the order they asked:
+    the stories are those of asking one after the other, in fewer round trips."""
+    store = StoryStore(r, KEYS)
+    calls = 0
+    lookup = store.lookup
+
+    async def counted(entries: Any, now: float) -> Any:
+        nonlocal calls
+        calls += 1
+        return await lookup(entries, now)
+
+    store.lookup = counted  # type: ignore[method-assign]
+    polls = [["troops-wire"], ["troops-rewrite", "merc-wire"], ["merc-kyiv", "troops-cut"]]
+    got = await asyncio.gather(
+        *(store.assign_many([entry(n, f"feed{i}") for n in p], T0) for i, p in enumerate(polls))
+    )
+    assert [[a.new_story for a in g] for g in got] == [[True], [False, True], [False, False]]
+    assert got[2][1].sources == ("feed0", "feed1", "feed2")
+    assert calls <= 3  # the last two polls went together (plus at most one retry round)
+
+
+async def test_a_failed_assignment_fails_its_polls_not_later_ones(redis_url: str) -> None:
+    """Redis gone while assigning: the waiting polls get the StoreError; the store works
+    again afterwards."""
+    client = aioredis.Redis.from_url(redis_url)
+    store = StoryStore(client, KEYS)
+    await client.aclose()
+    broken = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    store.redis = broken
+    store._lookup = broken.register_script(LOOKUP)
+    with pytest.raises(StoreError):
+        await store.assign_many([entry("troops-wire", "wire")], T0)
+    await broken.aclose()
+    good = aioredis.Redis.from_url(redis_url)
+    try:
+        store.redis = good
+        store._lookup = good.register_script(LOOKUP)
+        store._commit = good.register_script(COMMIT)
+        assert (await store.assign_many([entry("troops-wire", "wire")], T0))[0].new_story
+    finally:
+        await good.aclose()
