@@ -266,8 +266,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     """
     import socket
 
-    import redis
+    from redis.exceptions import RedisClusterException, RedisError
 
+    from daemon import redis_url
     from daemon.embedded import EmbeddedRedis
     from daemon.keys import Keys
 
@@ -278,11 +279,19 @@ def cmd_health(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS
     host = "*" if args.any_host else socket.gethostname()
     pattern = Keys(config.prefix).heartbeat(f"{host}-*")
+
+    async def scan() -> list[bytes]:
+        handle = redis_url.open_client(
+            redis_url.parse(url), socket_connect_timeout=3, socket_timeout=3
+        )
+        try:
+            return [k async for k in handle.client.scan_iter(match=pattern, count=1000)]
+        finally:
+            await handle.aclose()
+
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-        alive = [k.decode() for k in client.scan_iter(match=pattern, count=1000)]
-        client.close()
-    except redis.RedisError as e:
+        alive = asyncio.run(scan())
+    except (RedisError, RedisClusterException, OSError) as e:
         print(f"unhealthy: Redis unreachable: {type(e).__name__}", file=sys.stderr)
         return EXIT_PROBLEMS
     if not alive:

@@ -30,10 +30,12 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from alerts.base import NotifierOptions
 from alerts.digest import MAX_WINDOW, MIN_WINDOW
+from daemon import redis_url
 from daemon.durations import parse_duration, parse_size
+from daemon.errors import RedisUrlError
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+REDIS_SCHEMES = tuple(redis_url.SCHEMES)
 MIN_INTERVAL = 1.0
 NOTIFIER_KEYS = ("type", "min_severity", "max_attempts", "digest")
 
@@ -163,12 +165,11 @@ def _prefix(value: str) -> str:
 
 
 def _redis_url(value: str) -> str:
-    # The URL may hold a password: never echo it.
-    if urlsplit(value).scheme.lower() not in REDIS_SCHEMES:
-        raise PydanticCustomError(
-            "redis_url",
-            "expected a Redis URL starting with redis://, rediss://, unix:// or redis+sentinel://",
-        )
+    # The URL may hold a password: never echo it (daemon.redis_url's messages do not).
+    try:
+        redis_url.parse(value)
+    except RedisUrlError as e:
+        raise PydanticCustomError("redis_url", str(e)) from None
     return value
 
 

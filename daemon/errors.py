@@ -9,6 +9,7 @@ The tree::
     │   │                               transport, HTTP status, size cap, deadline, redirects
     │   └── ParseError                  the body is not a feed feedparser can read, or is refused
     ├── StoreError                      Redis was unreachable or answered an error
+    ├── RedisUrlError                   a ``redis:`` URL is malformed (message without password)
     ├── NotifyError(recoverable, reason, retry_after)
     │                                   a notifier could not deliver; ``recoverable`` drives retries
     └── PluginError
@@ -122,6 +123,11 @@ class ParseError(FeedError):
 
 class StoreError(FeedwatchError):
     """Redis was unreachable or answered with an error."""
+
+
+class RedisUrlError(FeedwatchError):
+    """A ``redis:`` URL cannot be used (``daemon.redis_url``). The message never holds the
+    password; the config layer locates it (``file:line:column``)."""
 
 
 class NotifyError(FeedwatchError):

@@ -30,17 +30,17 @@ from types import TracebackType
 
 import httpx
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from alerts import registry
 from alerts.consumer import Consumer
 from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime
 from alerts.httperrors import notifier_client
-from daemon import __version__
+from daemon import __version__, redis_url
 from daemon.alerting import StoryStage
 from daemon.config import Config
 from daemon.embedded import EmbeddedRedis
-from daemon.errors import ConfigError, FeedwatchError, Problem
+from daemon.errors import ConfigError, FeedwatchError, Problem, StoreError
 from daemon.feed_health import FeedHealth
 from daemon.fetch import Fetcher, FetchSettings
 from daemon.http import HttpServer, endpoints
@@ -50,6 +50,7 @@ from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.parsing import ParsePool
 from daemon.pipeline import Poller
 from daemon.publish import Publisher
+from daemon.redis_url import RedisHandle
 from daemon.reload import RuleHolder
 from daemon.scheduling import FeedScheduler
 from daemon.sentinel import StateGuard
@@ -99,27 +100,33 @@ def fetch_settings(config: Config) -> FetchSettings:
 
 
 class RedisConnection:
-    """The Redis client for a config: the configured URL, or the embedded server."""
+    """The Redis client for a config: the configured URL (one server, Sentinel or Cluster:
+    ``daemon.redis_url``), or the embedded server. Entering it checks that Redis answers."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.embedded: EmbeddedRedis | None = None
-        self.client: aioredis.Redis | None = None
+        self.handle: RedisHandle | None = None
 
     async def __aenter__(self) -> aioredis.Redis:
         url = self.config.redis
         if url is None:
             self.embedded = EmbeddedRedis(self.config.state_dir)
             url = await asyncio.to_thread(self.embedded.start)
-        self.client = aioredis.Redis.from_url(
-            url, health_check_interval=30, socket_connect_timeout=5
+        target = redis_url.parse(url)
+        self.handle = redis_url.open_client(
+            target, health_check_interval=30, socket_connect_timeout=5
         )
-        return self.client
+        try:
+            await self.handle.client.ping()
+        except (RedisError, RedisClusterException, OSError) as e:
+            await self.__aexit__()
+            raise StoreError(redis_url.unreachable(target, e)) from e
+        return self.handle.client
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                await self.client.aclose()
+        if self.handle is not None:
+            await self.handle.aclose()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
 

@@ -28,6 +28,8 @@ from redis.exceptions import RedisError
 from daemon.errors import StoreError
 from daemon.keys import Keys
 from daemon.logging import log
+from daemon.redis_url import describe as describe_redis
+from daemon.redis_url import parse as parse_redis_url
 
 logger = logging.getLogger("daemon.state")
 
@@ -37,6 +39,8 @@ def _identity(redis_url: str | None, prefix: str) -> str:
     changes at every start, so it is just "embedded"."""
     if redis_url is None:
         where = "embedded"
+    elif (target := parse_redis_url(redis_url)).kind != "single":  # several hosts
+        where = describe_redis(target)
     else:
         u = urlsplit(redis_url)
         where = f"{u.scheme}://{u.hostname}:{u.port}{u.path}"

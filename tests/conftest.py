@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import redis
 
 from daemon.embedded import EmbeddedRedis
 from tests.support.httpserver import FeedServer
+from tests.support.redis_topologies import ClusterSetup, SentinelSetup
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -24,9 +26,35 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    """A real Sentinel deployment (master with a password, replica, sentinel) for the session."""
+    with SentinelSetup(tmp_path_factory.mktemp("sentinel"), password="s3cret-pw") as setup:
+        yield setup
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSetup]:
+    """A real three-node Redis Cluster (with a password) for the session."""
+    with ClusterSetup(tmp_path_factory.mktemp("cluster"), password="s3cret-pw") as setup:
+        yield setup
+
+
 @pytest.fixture
-def redis_url(redis_server: EmbeddedRedis) -> str:
-    """URL of the session's Redis, emptied before the test."""
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """URL of the session's Redis, emptied before the test.
+
+    ``FEEDWATCH_TEST_REDIS=sentinel`` or ``=cluster`` hands out a ``redis+sentinel://`` or
+    ``redis+cluster://`` URL instead: the tests that only pass the URL to the real command
+    (tests/e2e) then run on that topology. Tests that open their own redis-py client need the
+    single server.
+    """
+    topology = os.environ.get("FEEDWATCH_TEST_REDIS", "single")
+    if topology in ("sentinel", "cluster"):
+        setup: SentinelSetup | ClusterSetup = request.getfixturevalue(f"redis_{topology}")
+        setup.flush()
+        return setup.url
+    redis_server: EmbeddedRedis = request.getfixturevalue("redis_server")
     assert redis_server.url
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()

@@ -24,6 +24,7 @@ from daemon.silence import Silences
 from daemon.store import FeedStore
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
+from tests.support.redis_topologies import aclient
 
 KEYS = Keys("fh")
 HOUR = 3600.0
@@ -43,7 +44,7 @@ async def rig(
 ) -> AsyncIterator[tuple[Poller, Clock, aioredis.Redis]]:
     (tmp_path / "r.yaml").write_text("rules:\n  - {id: kursk, query: Kursk}\n")
     matcher = Matcher(load_rules([tmp_path / "r.yaml"]))
-    r = aioredis.Redis.from_url(redis_url)
+    r = aclient(redis_url)
     clock = Clock()
     publisher = Publisher(r, KEYS)
     async with Fetcher(FetchSettings(deadline=5)) as fetcher:

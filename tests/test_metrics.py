@@ -28,6 +28,7 @@ from daemon.rules import load_rules
 from daemon.store import FeedStore
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
+from tests.support.redis_topologies import aclient
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 KEYS = Keys("mt")
@@ -168,7 +169,7 @@ def test_publication_to_delivery_histogram() -> None:
 
 @pytest.fixture
 async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = aclient(redis_url)
     yield client
     await client.aclose()
 
@@ -255,7 +256,7 @@ async def test_poller_results_carry_durations_and_rules(
         rss([Entry("g1", "Kursk: Sudzha", "x", NOW), Entry("g2", "Kursk again", "y", NOW)]),
     )
     m = Metrics(feeds=["a"])
-    r = aioredis.Redis.from_url(redis_url)
+    r = aclient(redis_url)
     try:
         async with Fetcher(FetchSettings(deadline=5)) as fetcher:
             poller = Poller(

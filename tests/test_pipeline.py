@@ -21,6 +21,7 @@ from daemon.rules import load_rules
 from daemon.store import FeedStore
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
+from tests.support.redis_topologies import aclient
 
 
 class Clock:
@@ -40,7 +41,7 @@ async def rig(
 ) -> AsyncIterator[tuple[Poller, Clock, aioredis.Redis]]:
     (tmp_path / "r.yaml").write_text("rules:\n  - {id: kursk, title: Kursk, query: Kursk}\n")
     matcher = Matcher(load_rules([tmp_path / "r.yaml"]))
-    r = aioredis.Redis.from_url(redis_url)
+    r = aclient(redis_url)
     keys = Keys("pt")
     clock = Clock()
     async with Fetcher(FetchSettings(deadline=5)) as fetcher:

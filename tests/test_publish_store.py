@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
-
 from alerts.wire import Alert, AlertItem, AlertRule
 from daemon.keys import Keys
 from daemon.publish import Publisher, alert_id
 from daemon.store import Commit, FeedStore
 from daemon.types import Caching
+from tests.support.redis_topologies import aclient
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -30,7 +29,7 @@ def make_alert(rule: str, item: str) -> Alert:
 
 async def test_same_alert_published_twice_is_one_stream_entry(redis_url: str) -> None:
     """The Lua SET NX + XADD publishes each (rule, item) once, even across calls."""
-    r = aioredis.Redis.from_url(redis_url)
+    r = aclient(redis_url)
     keys = Keys("t")
     pub = Publisher(r, keys)
     first = await pub.publish([make_alert("kursk", "1"), make_alert("kursk", "2")])
@@ -67,7 +66,7 @@ def test_alert_id_is_deterministic_and_distinct() -> None:
 
 async def test_store_round_trip_and_bounded_memory(redis_url: str) -> None:
     """Validators and outcome round-trip; the seen memory is capped, oldest first."""
-    r = aioredis.Redis.from_url(redis_url)
+    r = aclient(redis_url)
     store = FeedStore(r, Keys("t"), seen_max=3)
     state = await store.load("f")
     assert not state.polled_before and state.caching == Caching()

@@ -30,6 +30,7 @@ from daemon.story import fingerprint
 from daemon.story_store import StoryStore
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
+from tests.support.redis_topologies import aclient
 
 PAIRS = Path(__file__).parent / "data" / "stories" / "pairs.yaml"
 KEYS = Keys("sp")
@@ -108,7 +109,7 @@ def make_rig(
     async def make(rules: str) -> AsyncIterator[Rig]:
         path = tmp_path / "rules.yaml"
         path.write_text(rules)
-        r = aioredis.Redis.from_url(redis_url)
+        r = aclient(redis_url)
         try:
             async with Fetcher(FetchSettings(deadline=5)) as fetcher:
                 yield Rig(r, feed_server, fetcher, path)
@@ -254,7 +255,7 @@ async def test_two_pollers_publish_one_first_alert(
     """Two pollers (own Redis clients) poll feeds carrying one story at once: one story, one
     new alert, one follow-up."""
     async with make_rig(KURSK % "") as rig:
-        other = aioredis.Redis.from_url(redis_url)
+        other = aclient(redis_url)
         try:
             second = rig.make_poller(other)
             rig.serve("a", "troops-wire")

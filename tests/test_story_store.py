@@ -18,6 +18,7 @@ from daemon.keys import Keys
 from daemon.story import StoryIndex, fingerprint
 from daemon.story_lua import COMMIT, LOOKUP
 from daemon.story_store import Assigned, Plan, StoryEntry, StoryStore, item_key
+from tests.support.redis_topologies import aclient
 
 PAIRS = Path(__file__).parent / "data" / "stories" / "pairs.yaml"
 KEYS = Keys("st")
@@ -37,7 +38,7 @@ def entry(name: str, feed: str | None = None, url: str | None = None) -> StoryEn
 
 @pytest.fixture
 async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = aclient(redis_url)
     yield client
     await client.aclose()
 
@@ -123,7 +124,7 @@ async def test_fuller_text_becomes_the_sketch(r: aioredis.Redis) -> None:
 async def test_interleaved_processes_never_split_a_story(redis_url: str) -> None:
     """Process B looks up before process A commits its new story: B's commit is refused
     (retry), and B's next round joins A's story."""
-    ra, rb = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    ra, rb = aclient(redis_url), aclient(redis_url)
     try:
         a, b = StoryStore(ra, KEYS), StoryStore(rb, KEYS)
         ea, eb = entry("troops-wire", "wire"), entry("troops-rewrite", "kyiv")
@@ -146,7 +147,7 @@ async def test_concurrent_batches_give_the_sequential_stories(redis_url: str) ->
     listing both feeds."""
     left = ["troops-wire", "merc-wire", "back-kyiv"]
     right = ["troops-rewrite", "merc-kyiv", "back-worlddesk"]
-    ra, rb = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    ra, rb = aclient(redis_url), aclient(redis_url)
     try:
         a, b = StoryStore(ra, KEYS), StoryStore(rb, KEYS)
         got_a, got_b = await asyncio.gather(

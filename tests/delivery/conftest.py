@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from tests.support.redis_topologies import aclient
+
 
 @pytest.fixture
 async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """An asyncio client (bytes replies) on the flushed test Redis."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = aclient(redis_url)
     yield client
     await client.aclose()

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -24,6 +25,7 @@ from tests.delivery.helpers import (
     runtimes,
     settings,
 )
+from tests.support.redis_topologies import aclient
 
 
 def consumer(r: aioredis.Redis, *notifiers: Notifier, name: str = "c1", **over: object) -> Consumer:
@@ -191,28 +193,29 @@ async def test_recovers_after_flushall(r: aioredis.Redis) -> None:
     assert sorted(a.id for a in rec.sent) == ["alert-1", "alert-2", "alert-3"]
 
 
-async def test_recovers_after_its_connections_are_killed(r: aioredis.Redis) -> None:
+async def test_recovers_after_its_connections_are_killed(r: aioredis.Redis, redis_url: str) -> None:
     """CLIENT KILL of the consumer's connections: it reconnects and keeps delivering."""
     rec = RecordingNotifier("rec")
-    own = aioredis.Redis.from_url(_url(r))
+    own = aclient(redis_url)
     s = settings()
     c = Consumer(own, KEYS, dispatcher(own, runtimes(rec), s), s, name="c1")
     first = await publish(r, make_alert(1))
     async with running(c):
         async with asyncio.timeout(5):
             await c.drain(until_ids=[first])
-        killed = await r.client_kill_filter(_type="normal", skipme=True)
+        if isinstance(r, RedisCluster):  # on every node (FEEDWATCH_TEST_REDIS=cluster)
+            on_nodes = await r.client_kill_filter(
+                _type="normal", skipme=True, target_nodes=RedisCluster.ALL_NODES
+            )
+            killed = sum(on_nodes.values()) if isinstance(on_nodes, dict) else on_nodes
+        else:
+            killed = await r.client_kill_filter(_type="normal", skipme=True)
         assert killed >= 1
         second = await publish(r, make_alert(2))
         async with asyncio.timeout(5):
             await c.drain(until_ids=[second])
     await own.aclose()
     assert [a.id for a in rec.sent] == ["alert-1", "alert-2"]
-
-
-def _url(r: aioredis.Redis) -> str:
-    kw = r.connection_pool.connection_kwargs
-    return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
 
 
 async def test_unreachable_redis_is_retried_until_stopped(

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
 
@@ -30,6 +29,7 @@ from alerts.testing import RecordingNotifier
 from alerts.wire import Alert
 from daemon.config import ConfigError, load_config
 from tests.delivery.helpers import KEYS, NOW, Sleeps, make_alert, publish, running, settings
+from tests.support.redis_topologies import client
 
 WINDOW = 900.0  # digest: 15m
 MAIL_DATE = datetime(2024, 8, 13, 10, 0, tzinfo=NOW.tzinfo)
@@ -173,7 +173,7 @@ async def test_one_mail_after_the_window_marked_only_after_acceptance(
     assert handler.envelopes == [] and await marked(r, items) == [False] * 3
 
     seen_at_accept: list[list[int]] = []
-    sync = redis.Redis.from_url(redis_url)
+    sync = client(redis_url)
     handler.before_accept = lambda: seen_at_accept.append(
         [int(sync.sismember(KEYS.delivered(a.id), "desk")) for a in items]
     )

@@ -6,13 +6,12 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import redis
-
 from daemon.embedded import EmbeddedRedis
 from tests.e2e.conftest import Feedwatch, ids
 from tests.e2e.test_lifecycle import Lines
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
+from tests.support.redis_topologies import flush_url
 
 NOW = datetime.now(UTC)
 E1 = Entry(
@@ -36,9 +35,7 @@ def test_emptied_redis_rebaselines_instead_of_realerting(
     fw.add_feed("n", feed_server.url("/n.xml"), backfill="24h")
     assert ids(fw.run().alerts()) == [("kursk", E1.title)]
 
-    r = redis.Redis.from_url(redis_url)
-    r.flushall()
-    r.close()
+    flush_url(redis_url)
     feed_server.set("/n.xml", rss([E2, E1]))
     lost = fw.run()
     assert lost.code == 0, lost.stderr
@@ -70,9 +67,7 @@ def test_redis_emptied_while_running(
     out, err = Lines(proc.stdout), Lines(proc.stderr)
     try:
         out.wait_for(E1.title, timeout=60)
-        r = redis.Redis.from_url(redis_url)
-        r.flushall()
-        r.close()
+        flush_url(redis_url)
         err.wait_for("redis-state-lost", timeout=60)
         n = err.wait_for("feed=n outcome=ok", start=len(err.lines), timeout=60)
         feed_server.set("/n.xml", rss([E3, E1]))
