@@ -126,26 +126,27 @@ local function find(key)
   end
   return nil
 end
-local function refs(v)
-  -- the 6-byte refs of a bucket, as they are (story ids only for the candidates kept)
-  local out = {}
-  if v then for i = 1, #v - 5, 6 do out[#out + 1] = string.sub(v, i, i + 5) end end
-  return out
-end
-local function buckets(probes)
-  -- parts: every bucket read (for the digest); found: the story ids per bucket; fill: per probe
+local function buckets(probes, cap)
+  -- per probe key, the last ``cap`` stories filed under it in the live slices, oldest first
+  -- (as one bucket of the in-memory index); parts: every value read (for the digest)
   local parts, found, fill = {}, {}, {}
   local sh, fl = probes.sh, probes.fl
   for j = 1, #fl do
-    fill[j] = 0
-    for s = first, last do
+    local kept = {}
+    for s = last, first, -1 do
       local v = redis.call('HGET', bpre[s] .. sh[j], fl[j])
       parts[#parts + 1] = v or ''
       if v then
-        local ids = refs(v)
-        found[#found + 1] = ids
-        fill[j] = fill[j] + #ids
+        for i = #v - 5, 1, -6 do
+          if #kept < cap then kept[#kept + 1] = string.sub(v, i, i + 5) end
+        end
       end
+    end
+    fill[j] = #kept
+    if #kept > 0 then
+      local ids = {}
+      for i = #kept, 1, -1 do ids[#ids + 1] = kept[i] end
+      found[#found + 1] = ids
     end
   end
   return parts, found, fill
@@ -174,8 +175,8 @@ end
 LOOKUP = (
     _PRELUDE
     + """
-local maxc, n = tonumber(ARGV[6]), tonumber(ARGV[7])
-local pos, out = 8, {}
+local maxc, n, cap = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local pos, out = 9, {}
 for _ = 1, n do
   local key, link, probes = ARGV[pos], ARGV[pos + 1], band_list(ARGV[pos + 2])
   pos = pos + 3
@@ -187,7 +188,7 @@ for _ = 1, n do
   elseif linked then
     out[#out + 1] = {'link', linked}
   else
-    local parts, found, fill = buckets(probes)
+    local parts, found, fill = buckets(probes, cap)
     -- rank: found under more keys first (each key weighs 1 + 1 / its bucket's size), then
     -- first found first; one number per story, so the sort needs no Lua comparator
     local score, order = {}, {}
@@ -254,7 +255,7 @@ local function index(sid, bands, fills)
       for s = first, last do
         f = f + math.floor(#(redis.call('HGET', bpre[s] .. sh[i], fl[i]) or '') / 6)
       end
-      fills[i] = f
+      fills[i] = math.min(f, bucket_size)
     end
   end
   local order = {}
@@ -359,7 +360,8 @@ for _ = 1, n do
     if careful then fills = nil end
     if linked then
       out[#out + 1] = join(linked, lr, feed, '', {sh = {}, fl = {}}, {key}, nil)
-    elseif careful and (action == 'link' or dg ~= digest((buckets(probes)), revs_of(cands))) then
+    elseif careful and (action == 'link'
+        or dg ~= digest((buckets(probes, bucket_size)), revs_of(cands))) then
       out[#out + 1] = {'retry'}
     else
       local r = action == 'join' and live_record(sid)

@@ -313,7 +313,7 @@ class StoryStore:
         if not entries:
             return []
         keys, args = self._head(now)
-        args += [self.max_candidates, len(entries)]
+        args += [self.max_candidates, len(entries), self.bucket_size]
         for e in entries:
             probes = _probes(e.fp)
             link = story_key_for_url(e.url) if e.url else None
