@@ -357,7 +357,7 @@ for _ = 1, n do
   else
     local linked, lr = find(link)
     local careful = dg ~= '' and not clean
-    if careful then fills = nil end
+    if careful or #fills ~= #bands.fl then fills = nil end  -- then index() reads them
     if linked then
       out[#out + 1] = join(linked, lr, feed, '', {sh = {}, fl = {}}, {key}, nil)
     elseif careful and (action == 'link'
@@ -366,13 +366,11 @@ for _ = 1, n do
     else
       local r = action == 'join' and live_record(sid)
       if r then
-        if fills and #fills ~= #bands.fl then fills = nil end
         out[#out + 1] = join(sid, r, feed, replace and fp or '', bands, {key, link}, fills)
       elseif action ~= 'new' and dg ~= '' then
         out[#out + 1] = {'retry'}
       else
         -- a new story; or, forced (no digest), the story to join or link vanished meanwhile
-        if fills and #fills ~= #bands.fl then fills = nil end
         out[#out + 1] = create(feed, fp, bands, fills, {key, link})
       end
     end
