@@ -42,7 +42,7 @@ from alerts.wire import Alert
 from daemon.keys import Keys
 
 if TYPE_CHECKING:
-    from daemon.pipeline import PollResult
+    from daemon.poll_result import PollResult
 
 logger = logging.getLogger("daemon.metrics")
 

@@ -1,23 +1,17 @@
-"""The poller: one feed through fetch → parse → normalise → new? → match → publish → commit.
+"""One poll of one feed: fetch → parse → normalise → new? → match → stories → publish → commit.
 
-The scheduler only *hands* a feed to ``Poller.submit``; the poller owns the tasks in flight, never
-runs two polls of one feed at once, and can drain them on shutdown (APScheduler 3.x's asyncio
-executor cancels running jobs on shutdown and cannot wait for them).
-
-A poll never raises: every failure is a value in its ``PollResult`` (reader's ParseResult idea),
-logged on one structured line with the feed's name, and backed off.
+``Pipeline.run`` is the whole path for one feed; ``daemon/poller.py`` decides when it runs (the
+tasks in flight, leases and claims across processes, WebSub pushes). Every failure is a value
+in the ``PollResult`` (``daemon/poll_result.py``); a feed that fails is backed off in its state
+in Redis, and the next poll is planned from the feed's rhythm (``daemon/rhythm.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
-import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from daemon.alerting import StoryResult, StoryStage, build_alert, publish_plain, rule_finder
@@ -27,58 +21,28 @@ from daemon.decide import decide, next_poll_delay
 from daemon.errors import FeedError, FeedwatchError, StoreError
 from daemon.feed_health import FeedHealth
 from daemon.fetch import Fetcher
-from daemon.logging import log
 from daemon.match import Matcher
 from daemon.parsing import ParsePool
+from daemon.poll_result import PollResult
 from daemon.publish import Publisher
 from daemon.rhythm import Rhythm, effective, observe, plan
 from daemon.sentinel import StateGuard
 from daemon.silence import Silences
-from daemon.store import Commit, FeedStore, Leases
+from daemon.store import Commit, FeedStore
 from daemon.types import Caching, FetchResult
 from daemon.websub_service import WebSubService
 
-logger = logging.getLogger("daemon.poll")
 # A scheduled poll is skipped when the feed was polled less than this fraction of its interval
 # ago (by another process). APScheduler's jitter can bring two ticks 0.8 intervals apart.
 FRESH_FRACTION = 0.7
 
 
-@dataclass(frozen=True, slots=True)
-class PollResult:
-    """What one poll of one feed did. ``outcome``: ok, not_modified, unchanged, backoff, or
-    ``error:<kind>``."""
+class Pipeline:
+    """The stages of a poll and what they need; no task or concurrency bookkeeping."""
 
-    feed: str
-    outcome: str
-    status: int | None = None
-    bytes: int = 0
-    items: int = 0
-    new: int = 0
-    alerts: int = 0
-    duration: float = 0.0
-    error: str | None = None
-    published: tuple[str, ...] = field(default=())  # stream entry ids of the alerts raised
-    overflow: bool = False
-    fetch_seconds: float | None = None  # the fetch alone, when it answered
-    parse_seconds: float | None = None  # the parse alone, when the body was parsed
-    matched: tuple[str, ...] = ()  # a rule id per match (alertable items only)
-    alerted: tuple[str, ...] = ()  # a rule id per alert published (new in the stream)
-    held: int = 0  # matches held until more feeds carry their story (min_sources)
-    throttled: int = 0  # first alerts held back by their rule's throttle
-    silenced: int = 0  # matches of silenced rules, dropped
-    # When the feed is due next (epoch s; None: no news for the scheduler) and the effective
-    # interval from then on (None: keep it); see daemon/rhythm.py and daemon/scheduling.py.
-    next_poll: float | None = None
-    interval: float | None = None
-    interval_reason: str | None = None
-
-
-class Poller:
     def __init__(
         self,
         *,
-        feeds: Mapping[str, FeedConfig],
         fetcher: Fetcher,
         store: FeedStore,
         publisher: Publisher,
@@ -88,15 +52,11 @@ class Poller:
         max_backoff: float,
         clock: Clock = utc_now,
         guard: StateGuard | None = None,
-        leases: Leases | None = None,
-        lease_ttl: float = 120.0,
-        max_in_flight: int = 64,
         stories: StoryStage | None = None,
         silences: Silences | None = None,
         health: FeedHealth | None = None,
         websub: WebSubService | None = None,
     ) -> None:
-        self.feeds = dict(feeds)
         self.fetcher = fetcher
         self.store = store
         self.publisher = publisher
@@ -106,169 +66,12 @@ class Poller:
         self.max_backoff = max_backoff
         self.clock = clock
         self.guard = guard
-        self.leases = leases
-        self.lease_ttl = lease_ttl
         self.stories = stories  # None: one alert per (rule, feed, item), no stories
         self.silences = silences or (stories.silences if stories is not None else None)
         self.health = health  # None: no feed-health alerts
         self.websub = websub  # None: no WebSub discovery, pushes or slower fallback polling
-        self._tasks: dict[str, asyncio.Task[PollResult]] = {}
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self.on_result: list[Callable[[PollResult], None]] = []
 
-    # -- task tracking -----------------------------------------------------------------------
-    def submit(self, name: str) -> bool:
-        """Start a poll of feed ``name`` unless one is already in flight. Returns whether it did."""
-        if name in self._tasks or name not in self.feeds:
-            return False
-        task = asyncio.get_running_loop().create_task(
-            self.poll(self.feeds[name], scheduled=True), name=f"poll:{name}"
-        )
-        self._tasks[name] = task
-        task.add_done_callback(self._forget)
-        return True
-
-    def _forget(self, task: asyncio.Task[PollResult]) -> None:
-        name = task.get_name().removeprefix("poll:")
-        if self._tasks.get(name) is task:
-            del self._tasks[name]
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
-    async def drain(self, grace: float) -> bool:
-        """Wait up to ``grace`` s for the polls in flight; True if all finished."""
-        tasks = list(self._tasks.values())
-        if not tasks:
-            return True
-        _done, pending = await asyncio.wait(tasks, timeout=grace)
-        return not pending
-
-    def cancel(self) -> None:
-        for t in list(self._tasks.values()):
-            t.cancel()
-
-    def accept_push(
-        self, name: str, body: bytes, headers: Mapping[str, str]
-    ) -> asyncio.Task[PollResult] | None:
-        """Process a WebSub content distribution of feed ``name`` like a poll's fetched body
-        (parse → decide → match → publish → commit), as a task the poller owns (``drain``
-        waits for it). It starts after the poll or push of the feed in flight here, if any,
-        and a scheduled poll is refused while it runs; across processes it takes the feed's
-        lease like a poll, waiting up to ``lease_ttl`` for it. None if the feed is unknown."""
-        feed = self.feeds.get(name)
-        if feed is None:
-            return None
-        pushed = FetchResult(
-            url=feed.url,
-            status=200,
-            body=body,
-            headers={k.lower(): v for k, v in headers.items()},
-            caching=Caching(body_hash=hashlib.sha256(body).hexdigest()),
-        )
-        prior = self._tasks.get(name)
-        task = asyncio.get_running_loop().create_task(
-            self._push(feed, pushed, prior), name=f"poll:{name}"
-        )
-        self._tasks[name] = task
-        task.add_done_callback(self._forget)
-        return task
-
-    async def _push(
-        self, feed: FeedConfig, pushed: FetchResult, prior: asyncio.Task[PollResult] | None
-    ) -> PollResult:
-        if prior is not None:
-            await asyncio.wait([prior])
-        deadline = time.monotonic() + self.lease_ttl
-        delay = 0.05
-        while True:
-            result = await self.poll(feed, pushed=pushed)
-            if result.outcome != "leased" or time.monotonic() >= deadline:
-                return result
-            await asyncio.sleep(delay)  # another process polls the feed: wait for its lease
-            delay = min(2 * delay, 2.0)
-
-    async def poll_all(self, names: Sequence[str] | None = None) -> list[PollResult]:
-        """Poll every feed once (``run --once``), concurrently, respecting backoff state."""
-        todo = list(names or self.feeds)
-        return list(await asyncio.gather(*(self.poll(self.feeds[n]) for n in todo)))
-
-    # -- one poll ----------------------------------------------------------------------------
-    async def poll(
-        self, feed: FeedConfig, *, scheduled: bool = False, pushed: FetchResult | None = None
-    ) -> PollResult:
-        """Poll one feed. ``scheduled`` polls (the scheduler's ticks) are skipped when another
-        process polled the feed within this interval or is polling it now (scale-out on one
-        Redis); an explicit poll (``run --once``) always polls, backoff permitting."""
-        async with self._slots:
-            start = time.perf_counter()
-            leased = False
-            result: PollResult | None = None
-            try:
-                if self.leases is not None:
-                    leased = await self.leases.acquire(feed.name, self.lease_ttl)
-                    if not leased:
-                        result = PollResult(feed=feed.name, outcome="leased")
-                if result is None:
-                    result = await self._poll(feed, start, scheduled=scheduled, pushed=pushed)
-            except asyncio.CancelledError:
-                raise
-            except StoreError as e:
-                result = PollResult(
-                    feed=feed.name,
-                    outcome="error:store",
-                    error=str(e),
-                    duration=time.perf_counter() - start,
-                )
-            except Exception as e:  # a bug, not a feed problem: report it, never stop the loop
-                logger.critical("unexpected error polling %s", feed.name, exc_info=True)
-                result = PollResult(
-                    feed=feed.name,
-                    outcome="error:internal",
-                    error=f"{type(e).__name__}: {e}",
-                    duration=time.perf_counter() - start,
-                )
-            finally:
-                if leased and self.leases is not None:
-                    await self.leases.release(feed.name)
-        skipped = result.outcome in ("leased", "fresh", "websub")
-        log(
-            logger,
-            "poll",
-            level=logging.DEBUG if skipped else logging.WARNING if result.error else logging.INFO,
-            feed=result.feed,
-            outcome=result.outcome,
-            status=result.status,
-            bytes=result.bytes,
-            items=result.items,
-            new=result.new,
-            alerts=result.alerts,
-            held=result.held or None,
-            throttled=result.throttled or None,
-            silenced=result.silenced or None,
-            duration_ms=round(result.duration * 1000, 1),
-            error=result.error,
-            overflow=result.overflow or None,
-            interval_s=round(result.interval)
-            if result.interval and result.interval_reason != "fixed"
-            else None,
-        )
-        if result.overflow:
-            log(
-                logger,
-                "feed_overflow",
-                level=logging.WARNING,
-                feed=result.feed,
-                items=result.items,
-                note="every item was new: some may have been missed; polling sooner",
-                interval_s=round(result.interval) if result.interval else None,
-            )
-        for cb in self.on_result:
-            cb(result)
-        return result
-
-    async def _poll(
+    async def run(
         self,
         feed: FeedConfig,
         start: float,

@@ -48,7 +48,8 @@ from daemon.keys import Keys
 from daemon.logging import log
 from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.parsing import ParsePool
-from daemon.pipeline import Poller
+from daemon.pipeline import Pipeline
+from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.redis_url import RedisHandle
 from daemon.reload import RuleHolder
@@ -215,18 +216,20 @@ class Daemon:
                 )
             self.websub = await self._websub()
             self.poller = Poller(
-                websub=self.websub,
+                Pipeline(
+                    websub=self.websub,
+                    fetcher=fetcher,
+                    store=FeedStore(self.redis, self.keys),
+                    publisher=publisher,
+                    stories=stories,
+                    health=health,
+                    matcher=self.rules.matcher,
+                    parser=parser,
+                    default_notify=config.defaults.notify,
+                    max_backoff=config.polling.max_backoff,
+                    guard=self.guard,
+                ),
                 feeds={f.name: f for f in config.feeds},
-                fetcher=fetcher,
-                store=FeedStore(self.redis, self.keys),
-                publisher=publisher,
-                stories=stories,
-                health=health,
-                matcher=self.rules.matcher,
-                parser=parser,
-                default_notify=config.defaults.notify,
-                max_backoff=config.polling.max_backoff,
-                guard=self.guard,
                 leases=Leases(self.redis, self.keys, self.identity),
                 # Longer than any poll can take (fetch deadline + parse), so a lease only
                 # outlives its poll when the process died: then it expires on its own.

@@ -37,7 +37,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.clock import Clock, utc_now
 from daemon.config import FeedConfig
-from daemon.pipeline import Poller, PollResult
+from daemon.poll_result import PollResult
+from daemon.poller import Poller
 
 START_SPREAD = 5.0  # seconds over which first polls are spread
 TOLERANCE = 0.1  # a job due this fraction of its interval early (or jitter late) stays put

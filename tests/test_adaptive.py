@@ -21,7 +21,9 @@ from daemon.fetch import Fetcher, FetchSettings
 from daemon.keys import Keys
 from daemon.match import Matcher
 from daemon.parsing import ParsePool
-from daemon.pipeline import Poller, PollResult
+from daemon.pipeline import Pipeline
+from daemon.poll_result import PollResult
+from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.silence import Silences
@@ -65,25 +67,27 @@ async def rig(redis_url: str, feed_server: FeedServer, tmp_path: Path) -> AsyncI
     )
     async with Fetcher(FetchSettings(deadline=5)) as fetcher:
         poller = Poller(
-            feeds={"a": feed},
-            fetcher=fetcher,
-            store=FeedStore(r, KEYS),
-            publisher=publisher,
-            matcher=lambda: matcher,
-            parser=ParsePool(0),
-            default_notify=("console",),
-            max_backoff=6 * HOUR,
-            clock=clock,
-            health=FeedHealth(
-                r,
-                KEYS,
-                publisher,
-                alert_after=6 * HOUR,
-                notify=("console",),
-                silences=Silences(r, KEYS),
-                quiet_factor=4,
-                quiet_min=12 * HOUR,
+            Pipeline(
+                fetcher=fetcher,
+                store=FeedStore(r, KEYS),
+                publisher=publisher,
+                matcher=lambda: matcher,
+                parser=ParsePool(0),
+                default_notify=("console",),
+                max_backoff=6 * HOUR,
+                clock=clock,
+                health=FeedHealth(
+                    r,
+                    KEYS,
+                    publisher,
+                    alert_after=6 * HOUR,
+                    notify=("console",),
+                    silences=Silences(r, KEYS),
+                    quiet_factor=4,
+                    quiet_min=12 * HOUR,
+                ),
             ),
+            feeds={"a": feed},
         )
         yield poller, clock, r, feed_server
     await r.aclose()
@@ -116,7 +120,7 @@ async def test_interval_shrinks_when_busy_grows_when_silent(rig: Rig, tmp_path: 
         assert res.outcome == "ok" and res.new == 1
     assert (res.interval, res.interval_reason) == (2 * MIN, "rhythm")
     assert res.next_poll == clock.now.timestamp() + 2 * MIN
-    state = await poller.store.load("a")
+    state = await poller.pipeline.store.load("a")
     assert (state.interval, state.interval_reason, len(state.rhythm.gaps)) == (120, "rhythm", 4)
 
     config = config_from_dict(
@@ -233,7 +237,7 @@ async def test_a_quiet_feed_raises_one_feed_health_alert_per_episode(
         back = await poll(poller)
     assert back.new == 1 and back.alerts == 0
     assert [rec.getMessage() for rec in caplog.records].count("feed_resumed") == 1
-    assert (await poller.store.load("a")).rhythm.alerted is None
+    assert (await poller.pipeline.store.load("a")).rhythm.alerted is None
     clock.advance(3 * DAY)
     assert (await poll(poller)).alerts == 1  # a new episode
     assert await r.xlen(KEYS.alerts) == 2
@@ -252,6 +256,6 @@ async def test_a_silenced_quiet_alert_is_raised_once_the_silence_ends(rig: Rig) 
     await Silences(r, KEYS).add("feed-health", 3 * DAY, now=clock.now.timestamp())
     clock.advance(2.5 * DAY)
     assert (await poll(poller)).alerts == 0
-    assert (await poller.store.load("a")).rhythm.alerted is None
+    assert (await poller.pipeline.store.load("a")).rhythm.alerted is None
     clock.advance(DAY)
     assert (await poll(poller)).alerts == 1

@@ -17,7 +17,8 @@ from daemon.fetch import Fetcher, FetchSettings
 from daemon.keys import Keys
 from daemon.match import Matcher
 from daemon.parsing import ParsePool
-from daemon.pipeline import Poller
+from daemon.pipeline import Pipeline
+from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.silence import Silences
@@ -49,23 +50,25 @@ async def rig(
     publisher = Publisher(r, KEYS)
     async with Fetcher(FetchSettings(deadline=5)) as fetcher:
         poller = Poller(
-            feeds={"a": FeedConfig(name="a", url=feed_server.url("/a.xml"), interval=60.0)},
-            fetcher=fetcher,
-            store=FeedStore(r, KEYS),
-            publisher=publisher,
-            matcher=lambda: matcher,
-            parser=ParsePool(0),
-            default_notify=("console",),
-            max_backoff=600.0,
-            clock=clock,
-            health=FeedHealth(
-                r,
-                KEYS,
-                publisher,
-                alert_after=6 * HOUR,
-                notify=("console",),
-                silences=Silences(r, KEYS),
+            Pipeline(
+                fetcher=fetcher,
+                store=FeedStore(r, KEYS),
+                publisher=publisher,
+                matcher=lambda: matcher,
+                parser=ParsePool(0),
+                default_notify=("console",),
+                max_backoff=600.0,
+                clock=clock,
+                health=FeedHealth(
+                    r,
+                    KEYS,
+                    publisher,
+                    alert_after=6 * HOUR,
+                    notify=("console",),
+                    silences=Silences(r, KEYS),
+                ),
             ),
+            feeds={"a": FeedConfig(name="a", url=feed_server.url("/a.xml"), interval=60.0)},
         )
         yield poller, clock, r
     await r.aclose()

@@ -22,7 +22,9 @@ from daemon.keys import Keys
 from daemon.match import Matcher
 from daemon.metrics import Metrics, StreamDepth, stream_depth
 from daemon.parsing import ParsePool
-from daemon.pipeline import Poller, PollResult
+from daemon.pipeline import Pipeline
+from daemon.poll_result import PollResult
+from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.store import FeedStore
@@ -259,12 +261,13 @@ async def test_poller_results_carry_durations_and_rules(
     r = aclient(redis_url)
     try:
         async with Fetcher(FetchSettings(deadline=5)) as fetcher:
-            poller = Poller(
-                feeds={"a": FeedConfig("a", feed_server.url("/a.xml"), 60.0, backfill=None)},
+            pipeline = Pipeline(
                 fetcher=fetcher, store=FeedStore(r, KEYS), publisher=Publisher(r, KEYS),
                 matcher=lambda: matcher, parser=ParsePool(0), default_notify=("console",),
                 max_backoff=3600.0, clock=lambda: NOW,
             )  # fmt: skip
+            feeds = {"a": FeedConfig("a", feed_server.url("/a.xml"), 60.0, backfill=None)}
+            poller = Poller(pipeline, feeds=feeds)
             poller.on_result.append(m.poll)
             first = await poller.poll(poller.feeds["a"])
             second = await poller.poll(poller.feeds["a"])

@@ -15,7 +15,8 @@ from daemon.fetch import Fetcher, FetchSettings
 from daemon.keys import Keys
 from daemon.match import Matcher
 from daemon.parsing import ParsePool
-from daemon.pipeline import Poller
+from daemon.pipeline import Pipeline
+from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.store import FeedStore
@@ -46,19 +47,21 @@ async def rig(
     clock = Clock()
     async with Fetcher(FetchSettings(deadline=5)) as fetcher:
         poller = Poller(
+            Pipeline(
+                fetcher=fetcher,
+                store=FeedStore(r, keys),
+                publisher=Publisher(r, keys),
+                matcher=lambda: matcher,
+                parser=ParsePool(0),
+                default_notify=("console",),
+                max_backoff=3600.0,
+                clock=clock,
+            ),
             feeds={
                 "a": FeedConfig(
                     name="a", url=feed_server.url("/a.xml"), interval=60.0, backfill=None
                 ),
             },
-            fetcher=fetcher,
-            store=FeedStore(r, keys),
-            publisher=Publisher(r, keys),
-            matcher=lambda: matcher,
-            parser=ParsePool(0),
-            default_notify=("console",),
-            max_backoff=3600.0,
-            clock=clock,
         )
         yield poller, clock, r
     await r.aclose()
@@ -102,7 +105,7 @@ async def test_failure_backs_off_and_success_resets(
     clock.advance(100)
     feed_server.set("/a.xml", feed("Weather", when=clock.now))
     assert (await poller.poll(poller.feeds["a"])).outcome == "ok"
-    assert (await poller.store.load("a")).error_streak == 0
+    assert (await poller.pipeline.store.load("a")).error_streak == 0
     clock.advance(1)
     assert (await poller.poll(poller.feeds["a"])).outcome == "unchanged"
 
@@ -129,14 +132,14 @@ async def test_submit_never_overlaps_and_drain_waits(
     release = asyncio.Event()
     feed_server.set("/a.xml", feed("Weather", when=clock.now))
     gate = asyncio.get_running_loop().create_future()
-    original = poller.fetcher.fetch
+    original = poller.pipeline.fetcher.fetch
 
     async def slow_fetch(*a: object, **k: object):  # type: ignore[no-untyped-def]
         gate.set_result(None) if not gate.done() else None
         await release.wait()
         return await original(*a, **k)  # type: ignore[arg-type]
 
-    poller.fetcher.fetch = slow_fetch  # type: ignore[method-assign]
+    poller.pipeline.fetcher.fetch = slow_fetch  # type: ignore[method-assign]
     assert poller.submit("a") is True
     await gate
     assert poller.submit("a") is False and poller.in_flight == 1

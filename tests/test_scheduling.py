@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from daemon.config import FeedConfig
-from daemon.pipeline import PollResult
+from daemon.poll_result import PollResult
 from daemon.scheduling import START_SPREAD, FeedScheduler
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -21,7 +21,9 @@ from daemon.fetch import Fetcher, FetchSettings
 from daemon.keys import Keys
 from daemon.match import Matcher
 from daemon.parsing import ParsePool
-from daemon.pipeline import Poller, PollResult
+from daemon.pipeline import Pipeline
+from daemon.poll_result import PollResult
+from daemon.poller import Poller
 from daemon.publish import Publisher, story_alert_id
 from daemon.rules import load_rules
 from daemon.silence import Silences
@@ -70,19 +72,21 @@ class Rig:
         matcher = Matcher(load_rules([self.rules]))
         publisher = Publisher(r, KEYS)
         return Poller(
+            Pipeline(
+                fetcher=self.fetcher,
+                store=FeedStore(r, KEYS),
+                publisher=publisher,
+                matcher=lambda: matcher,
+                parser=ParsePool(0),
+                default_notify=("console",),
+                max_backoff=3600.0,
+                clock=self.clock,
+                stories=StoryStage(StoryStore(r, KEYS), publisher, Silences(r, KEYS)),
+            ),
             feeds={
                 f: FeedConfig(name=f, url=self.server.url(f"/{f}.xml"), interval=60, backfill=None)
                 for f in FEEDS
             },
-            fetcher=self.fetcher,
-            store=FeedStore(r, KEYS),
-            publisher=publisher,
-            matcher=lambda: matcher,
-            parser=ParsePool(0),
-            default_notify=("console",),
-            max_backoff=3600.0,
-            clock=self.clock,
-            stories=StoryStage(StoryStore(r, KEYS), publisher, Silences(r, KEYS)),
         )
 
     def serve(self, feed: str, *names: str) -> None:

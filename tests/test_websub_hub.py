@@ -22,7 +22,9 @@ from daemon.http import HttpServer, Request, Response
 from daemon.keys import Keys
 from daemon.match import Matcher
 from daemon.parsing import ParsePool
-from daemon.pipeline import Poller, PollResult
+from daemon.pipeline import Pipeline
+from daemon.poll_result import PollResult
+from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.store import FeedStore, Leases
@@ -125,17 +127,19 @@ async def rig(redis_url: str, feed_server: FeedServer, tmp_path: Path) -> AsyncI
             )
             box.append(websub)
             poller = Poller(
+                Pipeline(
+                    fetcher=fetcher,
+                    store=FeedStore(r, KEYS),
+                    publisher=Publisher(r, KEYS),
+                    matcher=lambda: matcher,
+                    parser=ParsePool(0),
+                    default_notify=("console",),
+                    max_backoff=3600.0,
+                    clock=clock,
+                    websub=websub,
+                ),
                 feeds=feeds,
-                fetcher=fetcher,
-                store=FeedStore(r, KEYS),
-                publisher=Publisher(r, KEYS),
-                matcher=lambda: matcher,
-                parser=ParsePool(0),
-                default_notify=("console",),
-                max_backoff=3600.0,
-                clock=clock,
                 leases=Leases(r, KEYS, f"node{i}"),
-                websub=websub,
             )
             websub.on_push = poller.accept_push
             nodes.append(Node(poller, websub, server))
@@ -348,14 +352,14 @@ async def test_push_waits_for_the_poll_in_flight(rig: Rig) -> None:
     poller.on_result.append(lambda r: order.append(r.outcome))
     release = asyncio.Event()
     started = asyncio.Event()
-    original = poller.fetcher.fetch
+    original = poller.pipeline.fetcher.fetch
 
     async def slow_fetch(*a: object, **k: object):  # type: ignore[no-untyped-def]
         started.set()
         await release.wait()
         return await original(*a, **k)  # type: ignore[arg-type]
 
-    poller.fetcher.fetch = slow_fetch  # type: ignore[method-assign]
+    poller.pipeline.fetcher.fetch = slow_fetch  # type: ignore[method-assign]
     rig.clock.advance(FALLBACK)
     rig.feeds.set("/a.xml", feed_xml(rig.feeds, ("g1", "Weather"), ("g5", "Kursk polled")))
     assert poller.submit("a")

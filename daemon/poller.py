@@ -1,0 +1,167 @@
+"""The poller: when the pipeline runs for a feed, and never twice at once.
+
+The scheduler only *hands* a feed to ``Poller.submit``; the poller owns the tasks in flight,
+never runs two polls of one feed at once, and can drain them on shutdown (APScheduler 3.x's
+asyncio executor cancels running jobs on shutdown and cannot wait for them). A WebSub push goes
+through the same path (``accept_push``). Across processes on one Redis, a poll runs under the
+feed's lease. The poll itself is ``daemon/pipeline.py``; what it did, ``daemon/poll_result.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from daemon.config import FeedConfig
+from daemon.errors import StoreError
+from daemon.pipeline import Pipeline
+from daemon.poll_result import PollResult, log_result
+from daemon.store import Leases
+from daemon.types import Caching, FetchResult
+
+logger = logging.getLogger("daemon.poll")
+
+
+class Poller:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        feeds: Mapping[str, FeedConfig],
+        leases: Leases | None = None,
+        lease_ttl: float = 120.0,
+        max_in_flight: int = 64,
+    ) -> None:
+        self.pipeline = pipeline
+        self.feeds = dict(feeds)
+        self.leases = leases
+        self.lease_ttl = lease_ttl
+        self._tasks: dict[str, asyncio.Task[PollResult]] = {}
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self.on_result: list[Callable[[PollResult], None]] = []
+
+    # -- task tracking -----------------------------------------------------------------------
+    def submit(self, name: str) -> bool:
+        """Start a poll of feed ``name`` unless one is already in flight. Returns whether it did."""
+        if name in self._tasks or name not in self.feeds:
+            return False
+        task = asyncio.get_running_loop().create_task(
+            self.poll(self.feeds[name], scheduled=True), name=f"poll:{name}"
+        )
+        self._tasks[name] = task
+        task.add_done_callback(self._forget)
+        return True
+
+    def _forget(self, task: asyncio.Task[PollResult]) -> None:
+        name = task.get_name().removeprefix("poll:")
+        if self._tasks.get(name) is task:
+            del self._tasks[name]
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, grace: float) -> bool:
+        """Wait up to ``grace`` s for the polls in flight; True if all finished."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return True
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        return not pending
+
+    def cancel(self) -> None:
+        for t in list(self._tasks.values()):
+            t.cancel()
+
+    def accept_push(
+        self, name: str, body: bytes, headers: Mapping[str, str]
+    ) -> asyncio.Task[PollResult] | None:
+        """Process a WebSub content distribution of feed ``name`` like a poll's fetched body
+        (parse → decide → match → publish → commit), as a task the poller owns (``drain``
+        waits for it). It starts after the poll or push of the feed in flight here, if any,
+        and a scheduled poll is refused while it runs; across processes it takes the feed's
+        lease like a poll, waiting up to ``lease_ttl`` for it. None if the feed is unknown."""
+        feed = self.feeds.get(name)
+        if feed is None:
+            return None
+        pushed = FetchResult(
+            url=feed.url,
+            status=200,
+            body=body,
+            headers={k.lower(): v for k, v in headers.items()},
+            caching=Caching(body_hash=hashlib.sha256(body).hexdigest()),
+        )
+        prior = self._tasks.get(name)
+        task = asyncio.get_running_loop().create_task(
+            self._push(feed, pushed, prior), name=f"poll:{name}"
+        )
+        self._tasks[name] = task
+        task.add_done_callback(self._forget)
+        return task
+
+    async def _push(
+        self, feed: FeedConfig, pushed: FetchResult, prior: asyncio.Task[PollResult] | None
+    ) -> PollResult:
+        if prior is not None:
+            await asyncio.wait([prior])
+        deadline = time.monotonic() + self.lease_ttl
+        delay = 0.05
+        while True:
+            result = await self.poll(feed, pushed=pushed)
+            if result.outcome != "leased" or time.monotonic() >= deadline:
+                return result
+            await asyncio.sleep(delay)  # another process polls the feed: wait for its lease
+            delay = min(2 * delay, 2.0)
+
+    async def poll_all(self, names: Sequence[str] | None = None) -> list[PollResult]:
+        """Poll every feed once (``run --once``), concurrently, respecting backoff state."""
+        todo = list(names or self.feeds)
+        return list(await asyncio.gather(*(self.poll(self.feeds[n]) for n in todo)))
+
+    # -- one poll ----------------------------------------------------------------------------
+    async def poll(
+        self, feed: FeedConfig, *, scheduled: bool = False, pushed: FetchResult | None = None
+    ) -> PollResult:
+        """Poll one feed. ``scheduled`` polls (the scheduler's ticks) are skipped when another
+        process polled the feed within this interval or is polling it now (scale-out on one
+        Redis); an explicit poll (``run --once``) always polls, backoff permitting."""
+        async with self._slots:
+            start = time.perf_counter()
+            leased = False
+            result: PollResult | None = None
+            try:
+                if self.leases is not None:
+                    leased = await self.leases.acquire(feed.name, self.lease_ttl)
+                    if not leased:
+                        result = PollResult(feed=feed.name, outcome="leased")
+                if result is None:
+                    result = await self.pipeline.run(
+                        feed, start, scheduled=scheduled, pushed=pushed
+                    )
+            except asyncio.CancelledError:
+                raise
+            except StoreError as e:
+                result = PollResult(
+                    feed=feed.name,
+                    outcome="error:store",
+                    error=str(e),
+                    duration=time.perf_counter() - start,
+                )
+            except Exception as e:  # a bug, not a feed problem: report it, never stop the loop
+                logger.critical("unexpected error polling %s", feed.name, exc_info=True)
+                result = PollResult(
+                    feed=feed.name,
+                    outcome="error:internal",
+                    error=f"{type(e).__name__}: {e}",
+                    duration=time.perf_counter() - start,
+                )
+            finally:
+                if leased and self.leases is not None:
+                    await self.leases.release(feed.name)
+        log_result(result)
+        for cb in self.on_result:
+            cb(result)
+        return result
