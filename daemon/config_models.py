@@ -1,21 +1,17 @@
 """The shape of ``feedwatch.yaml``: pydantic models for the sections, frozen results.
 
-Every model rejects unknown keys. Custom value types (durations, sizes, names, URLs) raise
-``PydanticCustomError`` with a message written for people; ``daemon.config`` turns every
-validation error into a located ``Problem``.
+Every model rejects unknown keys. The value types (durations, sizes, names, URLs) come from
+``daemon.config_values`` and raise ``PydanticCustomError`` with a message written for people;
+``daemon.config`` turns every validation error into a located ``Problem``.
 
 Results hold env-derived values (``secrets``) only so that their ``repr`` can hide them.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -26,223 +22,39 @@ from pydantic import (
     PlainValidator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
 
 from alerts.base import NotifierOptions
-from alerts.digest import MAX_WINDOW, MIN_WINDOW
 from daemon import redis_url
-from daemon.durations import parse_duration, parse_size
-from daemon.errors import RedisUrlError
+from daemon.config_messages import redact
+from daemon.config_values import (
+    MIN_INTERVAL,
+    Backfill,
+    Count,
+    DigestWindow,
+    Duration,
+    Fraction,
+    Int,
+    Interval,
+    Name,
+    Severity,
+    Size,
+    _feed_url,
+    _lease,
+    _listen,
+    _lower,
+    _not_bool,
+    _one_or_many,
+    _prefix,
+    _public_url,
+    _quiet_factor,
+    _redis_url,
+    _story_window,
+    split_listen,
+)
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 REDIS_SCHEMES = tuple(redis_url.SCHEMES)
-MIN_INTERVAL = 1.0
 NOTIFIER_KEYS = ("type", "min_severity", "max_attempts", "digest")
-
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
-
-
-def show(value: Any) -> str:
-    """A short, plain description of a value for a problem message."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-# -- value types ------------------------------------------------------------------------------
-
-
-def _duration(value: Any, *, minimum: float = 0.0) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-        raise PydanticCustomError("duration", "a duration cannot be negative")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        seconds = None
-    else:
-        try:
-            seconds = parse_duration(value)
-        except ValueError:
-            seconds = None
-    if seconds is None:
-        raise PydanticCustomError(
-            "duration", "expected a duration like '90s' or '5m', got {got}", {"got": show(value)}
-        )
-    if seconds < minimum:
-        raise PydanticCustomError("duration", f"must be at least {minimum:g}s")
-    return seconds
-
-
-def _story_window(value: Any) -> float:
-    return _duration(value, minimum=60.0)
-
-
-def _interval(value: Any) -> float:
-    return _duration(value, minimum=MIN_INTERVAL)
-
-
-def _quiet_factor(value: float) -> float:
-    if value != 0 and not 1 <= value <= 1000:
-        raise PydanticCustomError(
-            "quiet_factor",
-            "expected 0 (never) or a factor from 1 to 1000, got {got}",
-            {"got": show(value)},
-        )
-    return value
-
-
-def _digest(value: Any) -> float:
-    try:
-        seconds = _duration(value)
-    except PydanticCustomError:
-        raise PydanticCustomError(
-            "digest", "expected a duration like '15m' or '1h', got {got}", {"got": show(value)}
-        ) from None
-    if not MIN_WINDOW <= seconds <= MAX_WINDOW:
-        raise PydanticCustomError(
-            "digest", "a digest window must be between 1m and 24h, got {got}", {"got": show(value)}
-        )
-    return seconds
-
-
-def _backfill(value: Any) -> float | None:
-    if isinstance(value, str) and value.strip().lower() in ("all", "none"):
-        return None if value.strip().lower() == "all" else 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise PydanticCustomError(
-            "backfill",
-            "expected a duration like '24h', 'all' or 'none', got {got}",
-            {"got": show(value)},
-        )
-    try:
-        return _duration(value)
-    except PydanticCustomError:
-        raise PydanticCustomError(
-            "backfill",
-            "expected a duration like '24h', 'all' or 'none', got {got}",
-            {"got": show(value)},
-        ) from None
-
-
-def _size(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-        raise PydanticCustomError("size", "a size cannot be negative")
-    if isinstance(value, int | str) and not isinstance(value, bool):
-        try:
-            return parse_size(value)
-        except ValueError:
-            pass
-    raise PydanticCustomError(
-        "size", "expected a size like '10MB' or '512KiB', got {got}", {"got": show(value)}
-    )
-
-
-def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise PydanticCustomError(
-            "name",
-            "a name may contain only letters, digits, '_', '.' and '-', got {got}",
-            {"got": show(value)},
-        )
-    return value
-
-
-def _prefix(value: str) -> str:
-    if not _PREFIX.fullmatch(value):
-        raise PydanticCustomError(
-            "prefix", "a key prefix may contain only letters, digits, '-', '_', '.' and ':'"
-        )
-    return value
-
-
-def _redis_url(value: str) -> str:
-    # The URL may hold a password: never echo it (daemon.redis_url's messages do not).
-    try:
-        redis_url.parse(value)
-    except RedisUrlError as e:
-        raise PydanticCustomError("redis_url", str(e)) from None
-    return value
-
-
-def _feed_url(value: str) -> str:
-    # Feed URLs may carry tokens: show the scheme at most.
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https"):
-        got = f", got scheme {parts.scheme!r}" if parts.scheme else ""
-        raise PydanticCustomError("feed_url", f"expected an http:// or https:// URL{got}")
-    if not parts.hostname:
-        raise PydanticCustomError("feed_url", "the URL has no host name")
-    return value
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """``"127.0.0.1:9464"`` → ``("127.0.0.1", 9464)``; ``"[::1]:0"`` → ``("::1", 0)``.
-    Raises ValueError."""
-    host, sep, port = value.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
-        raise ValueError(value)
-    return host, int(port)
-
-
-def _listen(value: str) -> str:
-    try:
-        split_listen(value)
-    except ValueError:
-        raise PydanticCustomError(
-            "listen",
-            "expected HOST:PORT like '127.0.0.1:9464' (port 0: any free port), got {got}",
-            {"got": show(value)},
-        ) from None
-    return value.strip()
-
-
-def _public_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise PydanticCustomError("public_url", "expected an http:// or https:// URL with a host")
-    return value
-
-
-def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-def _not_bool(expected: str) -> BeforeValidator:
-    """pydantic reads ``true`` as 1; in a config file that is always a mistake."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, bool):
-            raise PydanticCustomError("bool", f"expected {expected}, got {show(value)}")
-        return value
-
-    return BeforeValidator(check)
-
-
-def _lower(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-Duration = Annotated[float, PlainValidator(_duration)]
-Interval = Annotated[float, PlainValidator(_interval)]
-Backfill = Annotated[float | None, PlainValidator(_backfill)]
-DigestWindow = Annotated[float, PlainValidator(_digest)]
-Size = Annotated[int, PlainValidator(_size)]
-Name = Annotated[str, AfterValidator(_name)]
-Int = Annotated[int, _not_bool("a whole number")]
-Count = Annotated[int, Field(ge=1), _not_bool("a whole number")]
-Fraction = Annotated[float, _not_bool("a number")]
-Severity = Literal["info", "low", "medium", "high", "critical"]
 
 
 class _Strict(BaseModel):
@@ -313,10 +125,6 @@ class HttpConfig(_Strict):
     @property
     def port(self) -> int:
         return split_listen(self.listen)[1]
-
-
-def _lease(value: Any) -> float:
-    return _duration(value, minimum=3600.0)
 
 
 class WebSubConfig(_Strict):
@@ -395,11 +203,6 @@ class RawOpmlEntry(_Strict):
         return _without_nulls(data, ("opml",))
 
 
-def is_name(value: str) -> bool:
-    """True if ``value`` is a valid feed or notifier name."""
-    return _NAME.fullmatch(value) is not None
-
-
 class RawNotifierHead(_Strict):
     """The keys every notifier entry has; all the others are the plugin's options."""
 
@@ -409,71 +212,7 @@ class RawNotifierHead(_Strict):
     digest: DigestWindow | None = None
 
 
-# -- messages -------------------------------------------------------------------------------
-
-
-def unknown_key(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if close:
-        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
-    if known:
-        return f"unknown key {key!r} (known keys: {', '.join(known)})"
-    return f"unknown key {key!r}"
-
-
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "a whole number",
-    "int_parsing": "a whole number",
-    "int_from_float": "a whole number",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "list_type": "a list",
-    "tuple_type": "a list",
-    "set_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-}
-
-_BOUNDS = {
-    "greater_than_equal": ("ge", "must be at least {}"),
-    "greater_than": ("gt", "must be more than {}"),
-    "less_than_equal": ("le", "must be at most {}"),
-    "less_than": ("lt", "must be less than {}"),
-}
-
-
-def message_for(detail: ErrorDetails) -> str:
-    kind, value, context = detail["type"], detail.get("input"), detail.get("ctx") or {}
-    if kind == "missing":
-        return "required key missing"
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {show(value)}"
-    if kind == "literal_error":
-        return f"expected {context.get('expected', 'one of the allowed values')}, got {show(value)}"
-    if kind in _BOUNDS:
-        name, template = _BOUNDS[kind]
-        bound = context.get(name, "?")
-        return template.format(f"{bound:g}" if isinstance(bound, float) else bound)
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind == "value_error" and "error" in context:
-        return str(context["error"])
-    msg = detail["msg"]
-    return msg[:1].lower() + msg[1:]
-
-
 # -- results ----------------------------------------------------------------------------------
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (as written and as ``repr`` escapes it) replaced by ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***").replace(repr(secret)[1:-1], "***")
-    return text
 
 
 class _Redacted:

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from alerts.wire import Alert, AlertItem, AlertRule
 from daemon.config import FeedConfig
-from daemon.config_models import redact
+from daemon.config_messages import redact
 from daemon.durations import format_duration
 from daemon.errors import FeedError, FeedwatchError, StoreError
 from daemon.keys import Keys

@@ -9,7 +9,7 @@ Mapping: every ``<outline>`` with an ``xmlUrl`` is a feed (any ``type``: ``rss``
 none); the other outlines are folders. The folders around a feed and the components of its
 OPML 2.0 ``category`` attribute (``/News/Europe,/Kyiv``) become its tags. ``text`` (else
 ``title``, else the URL's host) becomes its name. Names and tags are slugs: lowercase ASCII
-letters, digits, ``-``, ``_`` and ``.``, which is what ``daemon.config_models`` accepts as a name.
+letters, digits, ``-``, ``_`` and ``.``, which is what ``daemon.config_values`` accepts as a name.
 Names are unique in a document (``-2``, ``-3``… on collisions); an URL listed twice (a feed in
 two folders) is one feed with the tags of both. Outlines whose URL is not http(s) are skipped
 and reported in ``OpmlDocument.skipped``; ``feed://`` URLs are read as ``http://``.

@@ -30,7 +30,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from daemon.config import Config, load_config
-from daemon.config_models import MIN_INTERVAL
+from daemon.config_values import MIN_INTERVAL
 from daemon.durations import parse_duration
 from daemon.errors import ConfigError
 from daemon.opml import OpmlFeed, export_opml, name_for, read_opml, unique_name

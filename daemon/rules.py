@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from daemon import _yaml
-from daemon.config_models import message_for, unknown_key
+from daemon.config_messages import message_for, unknown_key
 from daemon.errors import ConfigError, Problem
 from daemon.query import AliasTable, BrokenAliasError, Query, QuerySyntaxError, compile_text
 from daemon.query.lexer import ALIAS_NAME, did_you_mean

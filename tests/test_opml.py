@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 
 from daemon.cli import main
 from daemon.config import ConfigError, config_from_dict, load_config
-from daemon.config_models import is_name
+from daemon.config_values import is_name
 from daemon.opml import parse_opml, read_opml, slug, unique_name
 from daemon.opml_config import insert_feeds
 
