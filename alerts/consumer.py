@@ -44,12 +44,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.backoff import backoff
 from alerts.digest_flush import DigestFlusher, FlushResult
-from alerts.dispatch import DeliverySettings, Dispatcher, committed
+from alerts.dispatch import DeliverySettings, Dispatcher
 from alerts.wire import Alert
 from daemon.clock import Clock, utc_now
 from daemon.errors import StoreError
 from daemon.keys import Keys
 from daemon.logging import log as structured
+from daemon.shielded import committed
 
 log = logging.getLogger(__name__)
 

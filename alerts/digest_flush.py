@@ -58,11 +58,12 @@ from alerts.digest import (
     sender_for,
     stored_error,
 )
-from alerts.dispatch import Dispatcher, committed
+from alerts.dispatch import Dispatcher
 from alerts.dlq import dead_field
 from daemon.clock import Clock
 from daemon.errors import NotifyError, StoreError
 from daemon.logging import log as structured
+from daemon.shielded import committed
 
 log = logging.getLogger(__name__)
 

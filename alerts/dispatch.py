@@ -40,24 +40,23 @@ from alerts.backoff import backoff
 from alerts.base import Notifier
 from alerts.digest import DigestBuffer
 from alerts.dlq import dead_field, dead_record
-from alerts.ledger import COMMIT_TIMEOUT, Ledger, State, committed
+from alerts.ledger import Ledger, State
 from alerts.observer import DeliveryObserver, Guarded
 from alerts.wire import Alert, severity_rank
 from daemon.clock import Clock, utc_now
 from daemon.errors import NotifyError
 from daemon.keys import Keys
 from daemon.logging import log as structured
+from daemon.shielded import committed
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 __all__ = [
-    "COMMIT_TIMEOUT",
     "DeliveryOutcome",
     "DeliverySettings",
     "Dispatcher",
     "NotifierRuntime",
-    "committed",
 ]
 
 

@@ -21,10 +21,8 @@ so the multi-key steps stay legal on Redis Cluster.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -32,10 +30,7 @@ from redis.exceptions import RedisError
 from alerts.dlq import attempts_field, dead_field, error_field
 from daemon.errors import NotifyError, StoreError
 from daemon.keys import Keys
-
-T = TypeVar("T")
-COMMIT_TIMEOUT = 5.0
-"""Seconds a shielded final write (delivered marker, dead letter, XACK) may take."""
+from daemon.shielded import committed
 
 # KEYS: delivered set, attempts hash. ARGV: ttl, then per notifier about to send: name,
 # attempts field, dead field, limit. Returns {members, hash (as it was), counts}: counts[i] is
@@ -66,31 +61,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 if ARGV[4] then redis.call('XACK', KEYS[2], ARGV[3], ARGV[4]) end
 return 1
 """
-
-
-async def committed(write: Callable[[], Awaitable[T]], *, limit: float = COMMIT_TIMEOUT) -> T:
-    """Run a final write to completion even if the caller is cancelled meanwhile.
-
-    The write runs in its own task bounded by ``limit`` seconds; if the caller is cancelled, we
-    wait (at most ``limit``) for the write to finish, then let the cancellation through. Redis
-    errors and the timeout become ``StoreError``.
-    """
-
-    async def bounded() -> T:
-        try:
-            async with asyncio.timeout(limit):
-                return await write()
-        except (RedisError, TimeoutError) as e:
-            raise StoreError(f"final write failed: {type(e).__name__}: {e}") from e
-
-    task = asyncio.ensure_future(bounded())
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait({task}, timeout=limit)
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: a failure here is moot, we are being cancelled
-        raise
 
 
 def _text(value: bytes | str) -> str:

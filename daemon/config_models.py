@@ -40,6 +40,7 @@ from daemon.config_values import (
     Size,
     _feed_url,
     _lease,
+    _lease_ttl,
     _listen,
     _lower,
     _not_bool,
@@ -98,6 +99,8 @@ class PollingConfig(_Strict):
     # feed-health alert (daemon/rhythm.py); 0: never.
     quiet_factor: Annotated[float, AfterValidator(_quiet_factor), _not_bool("a number")] = 4.0
     quiet_min: Duration = 12 * 3600.0
+    # A poll's lease on its feed (daemon/leases.py), renewed every third of it while it runs.
+    lease_ttl: Annotated[float, PlainValidator(_lease_ttl)] = 30.0
 
 
 class DeliveryConfig(_Strict):

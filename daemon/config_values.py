@@ -22,6 +22,7 @@ from daemon.durations import parse_duration, parse_size
 from daemon.errors import RedisUrlError
 
 MIN_INTERVAL = 1.0
+MIN_LEASE_TTL = 3.0
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -48,6 +49,10 @@ def _duration(value: Any, *, minimum: float = 0.0) -> float:
 
 def _story_window(value: Any) -> float:
     return _duration(value, minimum=60.0)
+
+
+def _lease_ttl(value: Any) -> float:
+    return _duration(value, minimum=MIN_LEASE_TTL)
 
 
 def _interval(value: Any) -> float:

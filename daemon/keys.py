@@ -77,13 +77,23 @@ class Keys:
         return f"{self.tag}:newcount:{feed}"
 
     def lease(self, feed: str) -> str:
+        """Owner of the poll of the feed running now (``daemon/leases.py``)."""
         return f"{self.tag}:lease:{feed}"
+
+    def claim(self, feed: str) -> str:
+        """``"<since ms> <owner>"``: the feed was polled this interval (``daemon/leases.py``)."""
+        return f"{self.tag}:claim:{feed}"
 
     # -- process-level -----------------------------------------------------------------------
     @property
     def sentinel(self) -> str:
         """Set once when state is first written; its absence on a used Redis means data loss."""
         return f"{self.tag}:sentinel"
+
+    @property
+    def pollers(self) -> str:
+        """Sorted set identity → last beat: the live polling processes (``daemon/peers.py``)."""
+        return f"{self.tag}:pollers"
 
     def heartbeat(self, identity: str) -> str:
         return f"{self.tag}:health:{identity}"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 
 from daemon.alerting import StoryResult, StoryStage, build_alert, publish_plain, rule_finder
 from daemon.clock import Clock, utc_now
@@ -32,9 +32,13 @@ from daemon.store import Commit, FeedStore
 from daemon.types import Caching, FetchResult
 from daemon.websub_service import WebSubService
 
-# A scheduled poll is skipped when the feed was polled less than this fraction of its interval
-# ago (by another process). APScheduler's jitter can bring two ticks 0.8 intervals apart.
+# A scheduled poll is skipped when the feed was polled (by any process) less than this fraction
+# of its effective interval ago: not due yet (e.g. a max-age). APScheduler's jitter can bring
+# two ticks 0.8 intervals apart. Across processes, the claim (daemon/leases.py) is stricter.
 FRESH_FRACTION = 0.7
+# Asked before a scheduled poll fetches: claim the feed for this interval (daemon/poller.py);
+# None when claimed, else when the claim opens to this process (epoch s).
+Claim = Callable[[FeedConfig, datetime, float], Awaitable[float | None]]
 
 
 class Pipeline:
@@ -78,7 +82,11 @@ class Pipeline:
         *,
         scheduled: bool,
         pushed: FetchResult | None = None,  # a WebSub push: its body instead of a fetch
+        claim: Claim | None = None,
     ) -> PollResult:
+        """One poll of ``feed``; ``start``: its ``perf_counter`` start (durations count from
+        it). A ``scheduled`` poll is skipped when not due (``fresh``) or pushed by WebSub
+        (``websub``), and asks ``claim`` last, just before its fetch."""
         name = feed.name
         try:
             state = await self.store.load(name)
@@ -105,7 +113,7 @@ class Pipeline:
             and state.error_streak == 0
             and now.timestamp() - state.last_poll < interval * FRESH_FRACTION
         ):
-            # Another process on this Redis polled it within this interval.
+            # Not due: polled (by any process on this Redis) within this interval.
             return PollResult(
                 feed=name,
                 outcome="fresh",
@@ -122,6 +130,15 @@ class Pipeline:
         ):
             # WebSub pushes this feed: polled at the slower fallback interval.
             return PollResult(feed=name, outcome="websub", duration=time.perf_counter() - start)
+        if claim is not None and (opens := await claim(feed, now, interval)) is not None:
+            # Another process claimed it for this interval (daemon/leases.py).
+            return PollResult(
+                feed=name,
+                outcome="fresh",
+                duration=time.perf_counter() - start,
+                next_poll=opens,
+                interval=interval,
+            )
 
         try:
             t0 = time.perf_counter()

@@ -10,16 +10,18 @@ feed's lease. The poll itself is ``daemon/pipeline.py``; what it did, ``daemon/p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 from daemon.config import FeedConfig
 from daemon.errors import StoreError
+from daemon.leases import Leases, claim_ttl
 from daemon.pipeline import Pipeline
-from daemon.poll_result import PollResult, log_result
-from daemon.store import Leases
+from daemon.poll_result import SKIPPED, PollResult, log_result
 from daemon.types import Caching, FetchResult
 
 logger = logging.getLogger("daemon.poll")
@@ -32,7 +34,7 @@ class Poller:
         *,
         feeds: Mapping[str, FeedConfig],
         leases: Leases | None = None,
-        lease_ttl: float = 120.0,
+        lease_ttl: float = 30.0,
         max_in_flight: int = 64,
     ) -> None:
         self.pipeline = pipeline
@@ -40,13 +42,15 @@ class Poller:
         self.leases = leases
         self.lease_ttl = lease_ttl
         self._tasks: dict[str, asyncio.Task[PollResult]] = {}
+        self._claimed: set[str] = set()  # feeds whose claim a poll of ours took, until it ends
+        self._closing = False
         self._slots = asyncio.Semaphore(max_in_flight)
         self.on_result: list[Callable[[PollResult], None]] = []
 
     # -- task tracking -----------------------------------------------------------------------
     def submit(self, name: str) -> bool:
         """Start a poll of feed ``name`` unless one is already in flight. Returns whether it did."""
-        if name in self._tasks or name not in self.feeds:
+        if name in self._tasks or name not in self.feeds or self._closing:
             return False
         task = asyncio.get_running_loop().create_task(
             self.poll(self.feeds[name], scheduled=True), name=f"poll:{name}"
@@ -65,7 +69,8 @@ class Poller:
         return len(self._tasks)
 
     async def drain(self, grace: float) -> bool:
-        """Wait up to ``grace`` s for the polls in flight; True if all finished."""
+        """Refuse new polls; wait up to ``grace`` s for those in flight; True if all finished."""
+        self._closing = True
         tasks = list(self._tasks.values())
         if not tasks:
             return True
@@ -125,22 +130,22 @@ class Poller:
     async def poll(
         self, feed: FeedConfig, *, scheduled: bool = False, pushed: FetchResult | None = None
     ) -> PollResult:
-        """Poll one feed. ``scheduled`` polls (the scheduler's ticks) are skipped when another
-        process polled the feed within this interval or is polling it now (scale-out on one
-        Redis); an explicit poll (``run --once``) always polls, backoff permitting."""
+        """Poll one feed (or process a push), under its lease (scale-out on one Redis:
+        ``daemon/leases.py``): skipped (``leased``) while another process polls it. A
+        ``scheduled`` poll (a scheduler tick) also claims the feed for this interval, and is
+        skipped (``fresh``) when another process claimed it; an explicit poll (``run --once``)
+        always polls, backoff permitting."""
         async with self._slots:
             start = time.perf_counter()
-            leased = False
             result: PollResult | None = None
             try:
-                if self.leases is not None:
-                    leased = await self.leases.acquire(feed.name, self.lease_ttl)
+                async with self._lease(feed.name) as leased:
                     if not leased:
                         result = PollResult(feed=feed.name, outcome="leased")
-                if result is None:
-                    result = await self.pipeline.run(
-                        feed, start, scheduled=scheduled, pushed=pushed
-                    )
+                    else:
+                        result = await self._leased_poll(
+                            feed, start, scheduled=scheduled, pushed=pushed
+                        )
             except asyncio.CancelledError:
                 raise
             except StoreError as e:
@@ -158,10 +163,49 @@ class Poller:
                     error=f"{type(e).__name__}: {e}",
                     duration=time.perf_counter() - start,
                 )
-            finally:
-                if leased and self.leases is not None:
-                    await self.leases.release(feed.name)
         log_result(result)
         for cb in self.on_result:
             cb(result)
         return result
+
+    # -- scale-out: lease and claim (daemon/leases.py) ---------------------------------------
+    def _lease(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        if self.leases is None:
+            return contextlib.nullcontext(True)
+        return self.leases.hold(name, self.lease_ttl)
+
+    async def _leased_poll(
+        self, feed: FeedConfig, start: float, *, scheduled: bool, pushed: FetchResult | None
+    ) -> PollResult:
+        """The pipeline under the lease: a poll cancelled before it ended gives its claim back
+        (so another process polls the feed at its next tick); one that fetched stamps the claim
+        from now, after its request, so the next poll by another process is a claim's length
+        after this one's request. A push neither claims nor stamps (it fetched nothing)."""
+        name = feed.name
+        claim = self._claim if scheduled and pushed is None else None
+        try:
+            result = await self.pipeline.run(
+                feed, start, scheduled=scheduled, pushed=pushed, claim=claim
+            )
+        except asyncio.CancelledError:
+            if name in self._claimed and self.leases is not None:
+                await self.leases.unclaim(name)
+            raise
+        finally:
+            self._claimed.discard(name)
+        stamp = result.outcome not in (*SKIPPED, "backoff", "error:store", "pushed")
+        if self.leases is not None and stamp and result.interval:
+            with contextlib.suppress(StoreError):  # the claim taken before the fetch still holds
+                await self.leases.claim(name, self.pipeline.clock(), claim_ttl(result.interval))
+        return result
+
+    async def _claim(self, feed: FeedConfig, now: datetime, interval: float) -> float | None:
+        """Claim ``feed`` for this (effective) interval: None if claimed, else when another
+        process's claim opens to this one (epoch s)."""
+        if self.leases is None:
+            return None
+        patience = self.leases.patience(feed.name, interval)
+        opens = await self.leases.attempt(feed.name, now, claim_ttl(interval), patience)
+        if opens is None:
+            self._claimed.add(feed.name)
+        return opens

@@ -55,6 +55,11 @@ SCHEMES: dict[str, Kind] = {
     "rediss+cluster": "cluster",
 }
 DEFAULT_PORT = {"single": 6379, "sentinel": 26379, "cluster": 6379}
+# One process's connections to a single server: 64 polls in flight, 16 deliveries, the
+# consumer's blocking read and background tasks fit; beyond, a command waits up to
+# POOL_TIMEOUT s for a free connection.
+POOL_SIZE = 128
+POOL_TIMEOUT = 20.0
 
 # redis-py's own URL options that take a string (the others are in URL_QUERY_ARGUMENT_PARSERS).
 _SINGLE_STRING_OPTIONS = frozenset(
@@ -214,7 +219,11 @@ def open_client(target: RedisTarget, **common: Any) -> RedisHandle:
     cluster). No connection is made here.
     """
     if target.kind == "single":
-        return RedisHandle(target, aioredis.Redis.from_url(target.url, **common))
+        # A blocking pool: at its size a command waits for a connection (redis-py's default
+        # pool raises "Too many connections" at 100 instead).
+        pooled = {"max_connections": POOL_SIZE, "timeout": POOL_TIMEOUT, **common}
+        pool = aioredis.BlockingConnectionPool.from_url(target.url, **pooled)
+        return RedisHandle(target, aioredis.Redis.from_pool(pool))
     kwargs: dict[str, Any] = {**common, **target.options}
     if target.username is not None:
         kwargs["username"] = target.username

@@ -2,13 +2,9 @@
 
 ``Daemon`` opens, in order, the Redis connection (starting the embedded server when no URL is
 configured), the fetcher, the parse pool, the notifiers with an HTTP client each, and closes
-them in reverse on exit, whatever happened. ``run()`` runs until SIGINT/SIGTERM:
-
-1. first signal: the scheduler stops firing, the consumer stops reading, and polls and
-   deliveries in flight get ``shutdown_grace`` seconds to finish;
-2. a second signal (or the grace running out) cancels them at once. State commits and XACKs
-   are shielded from cancellation, and an unacked alert stays pending in the stream, to be
-   re-read at the next start: nothing is lost.
+them in reverse on exit, whatever happened. ``run()`` runs until SIGINT/SIGTERM, then shuts
+down in two stages (``daemon/shutdown.py``): the first signal drains what is in flight for
+``shutdown_grace`` seconds, a second one cancels it and waits for its shielded final writes.
 
 SIGHUP (and any change to a rule file) reloads the rules; an invalid edit is logged with its
 errors and the rules in force stay in force.
@@ -40,14 +36,16 @@ from daemon import __version__, redis_url
 from daemon.alerting import StoryStage
 from daemon.config import Config
 from daemon.embedded import EmbeddedRedis
-from daemon.errors import ConfigError, FeedwatchError, Problem, StoreError
+from daemon.errors import ConfigError, Problem, StoreError
 from daemon.feed_health import FeedHealth
 from daemon.fetch import Fetcher, FetchSettings
 from daemon.http import HttpServer, endpoints
 from daemon.keys import Keys
+from daemon.leases import Leases
 from daemon.logging import log
 from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.parsing import ParsePool
+from daemon.peers import Peers
 from daemon.pipeline import Pipeline
 from daemon.poller import Poller
 from daemon.publish import Publisher
@@ -55,8 +53,9 @@ from daemon.redis_url import RedisHandle
 from daemon.reload import RuleHolder
 from daemon.scheduling import FeedScheduler
 from daemon.sentinel import StateGuard
+from daemon.shutdown import TwoStage
 from daemon.silence import Silences
-from daemon.store import FeedStore, Leases
+from daemon.store import FeedStore
 from daemon.story_store import StoryStore
 from daemon.websub_service import PREFIX, WebSubService, WebSubSettings
 from daemon.websub_store import WebSubStore
@@ -140,7 +139,8 @@ class Daemon:
         self.role = role
         self.keys = Keys(config.prefix)
         self.identity = identity()
-        self.stop = asyncio.Event()
+        self.shutdown = TwoStage(config.polling.shutdown_grace)
+        self.stop = self.shutdown.stop
         self.rules = RuleHolder(config)
         self._stack = contextlib.AsyncExitStack()
         self.redis: aioredis.Redis
@@ -148,6 +148,7 @@ class Daemon:
         self.scheduler: FeedScheduler | None = None
         self.consumer: Consumer | None = None
         self.guard: StateGuard | None = None
+        self.peers: Peers | None = None
         self.metrics = Metrics(
             feeds=[f.name for f in config.feeds],
             notifiers=list(config.notifiers),
@@ -215,6 +216,7 @@ class Daemon:
                     quiet_min=config.polling.quiet_min,
                 )
             self.websub = await self._websub()
+            self.peers = Peers(self.redis, self.keys, self.identity)
             self.poller = Poller(
                 Pipeline(
                     websub=self.websub,
@@ -230,10 +232,10 @@ class Daemon:
                     guard=self.guard,
                 ),
                 feeds={f.name: f for f in config.feeds},
-                leases=Leases(self.redis, self.keys, self.identity),
-                # Longer than any poll can take (fetch deadline + parse), so a lease only
-                # outlives its poll when the process died: then it expires on its own.
-                lease_ttl=max(60.0, 3 * config.fetch.deadline),
+                leases=Leases(self.redis, self.keys, self.identity, self.peers),
+                # Renewed while a poll runs: a lease outlives its poll by lease_ttl at most,
+                # when the process died.
+                lease_ttl=config.polling.lease_ttl,
             )
             self.poller.on_result.append(self.metrics.poll)
             if self.websub is not None:
@@ -326,27 +328,14 @@ class Daemon:
             if consumer_task is not None:
                 # Drained: nothing is in flight, so do not wait out the consumer's blocking read.
                 consumer_task.cancel()
-                await self._finish(consumer_task, self.config.polling.shutdown_grace)
+                await self.shutdown.finish(consumer_task, self.shutdown.grace)
         return 0
 
     async def run(self) -> int:
         """Run until the first SIGINT/SIGTERM, then shut down in two stages."""
         loop = asyncio.get_running_loop()
-        main = asyncio.current_task()
-        signals = 0
-
-        def on_signal(signame: str) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                log(logger, "shutdown", signal=signame, grace_s=self.config.polling.shutdown_grace)
-                self.stop.set()
-            elif main is not None:
-                log(logger, "shutdown", signal=signame, note="second signal: cancelling now")
-                main.cancel()
-
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig.name)
+            loop.add_signal_handler(sig, self.shutdown.on_signal, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self.rules.reload, "SIGHUP")
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -357,6 +346,8 @@ class Daemon:
                 )
                 self.scheduler.start()
                 tasks.append(asyncio.create_task(self.rules.watch(self.stop), name="rules"))
+            if self.peers is not None:
+                tasks.append(asyncio.create_task(self.peers.track(self.stop), name="peers"))
             if self.websub is not None:
                 tasks.append(asyncio.create_task(self.websub.run(self.stop), name="websub"))
             if self.consumer is not None:
@@ -434,31 +425,15 @@ class Daemon:
         return True
 
     async def _shutdown(self, tasks: Sequence[asyncio.Task[None]]) -> None:
-        grace = self.config.polling.shutdown_grace
         if self.scheduler is not None:
             self.scheduler.shutdown()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        if self.poller is not None and not await self.poller.drain(grace):
-            log(
-                logger,
-                "shutdown",
-                level=logging.WARNING,
-                note="polls still running after the grace period: cancelled",
-                in_flight=self.poller.in_flight,
-            )
-            self.poller.cancel()
+        deadline = loop.time() + self.shutdown.grace
+        if self.poller is not None:
+            await self.shutdown.drain(self.poller)
         for t in tasks:
-            await self._finish(t, max(0.1, deadline - loop.time()))
+            await self.shutdown.finish(t, max(0.1, deadline - loop.time()))
         log(logger, "stopped", role=self.role)
-
-    @staticmethod
-    async def _finish(task: asyncio.Task[None], grace: float) -> None:
-        done, _ = await asyncio.wait([task], timeout=grace)
-        if not done:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, FeedwatchError):
-            await task
 
     async def _heartbeat(self) -> None:
         key = self.keys.heartbeat(self.identity)

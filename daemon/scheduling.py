@@ -1,11 +1,12 @@
 """APScheduler 3.x adapter: one interval job per feed, which only hands the feed to the poller.
 
-Jobs run on the asyncio executor as coroutines that call ``Poller.submit`` and return at once,
-so APScheduler's shutdown (which cancels running coroutine jobs and cannot wait) never cuts a
-poll in half: the poller owns and drains what is in flight. ``max_instances=1`` and
-``coalesce=True`` keep a slow feed from piling up ticks; the poller also refuses a second
-concurrent poll of one feed. Jitter spreads feeds with equal intervals, and first polls are
-staggered over the first seconds so a restart does not fire every feed at once.
+A job only calls ``Poller.submit`` and returns at once, so APScheduler's shutdown never cuts a
+poll in half: the poller owns and drains what is in flight. Jobs run as plain callbacks on the
+event loop (``InlineExecutor``), not as tasks: APScheduler's asyncio executor cancels the job
+tasks that have not run yet when it shuts down and logs each ``CancelledError`` at ERROR.
+``max_instances=1`` and ``coalesce=True`` keep a slow feed from piling up ticks; the poller also
+refuses a second concurrent poll of one feed. Jitter spreads feeds with equal intervals, and
+first polls are staggered over the first seconds so a restart does not fire every feed at once.
 
 **Adaptive intervals** (``daemon/rhythm.py``). A feed's effective interval changes with its
 publishing rhythm, its ``Cache-Control: max-age``, an overflow or a backoff, so each
@@ -13,9 +14,9 @@ publishing rhythm, its ``Cache-Control: max-age``, an overflow or a backoff, so 
 on. ``follow`` (a ``Poller.on_result`` callback) moves the feed's job there with
 ``modify_job``: its next run time (plus jitter), and a new ``IntervalTrigger`` when the
 interval changed. A job already due within ``TOLERANCE`` of that time is left alone, so a
-feed whose interval holds costs nothing extra. Skipped polls report too: ``fresh`` (another
-process polled it) gives that poll's time plus the interval stored in Redis, ``backoff`` the
-end of the backoff; so every process's job follows the shared state.
+feed whose interval holds costs nothing extra. Skipped polls report too: ``fresh`` (not due,
+or another process claimed it) gives when this process may poll it (``daemon/leases.py``),
+``backoff`` the end of the backoff; so every process's job follows the shared state.
 
 The alternative, one job per feed ticking at ``min_interval`` and skipping until due, was
 measured with 10,000 feeds (``bench/schedule.py``, on the 2-core machine this was written
@@ -28,10 +29,13 @@ once per poll (~17/s): ~0.05 % of a core.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -42,6 +46,28 @@ from daemon.poller import Poller
 
 START_SPREAD = 5.0  # seconds over which first polls are spread
 TOLERANCE = 0.1  # a job due this fraction of its interval early (or jitter late) stays put
+
+
+class InlineExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs each (synchronous, instant) job as a callback in the event loop's next turn; after
+    ``shutdown`` the callbacks still queued do nothing. There is no task to cancel."""
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        super().start(scheduler, alias)
+        self._loop: asyncio.AbstractEventLoop = scheduler._eventloop
+        self._stopped = False
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._stopped = True
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        self._loop.call_soon(self._run, job, run_times)
+
+    def _run(self, job: Any, run_times: list[datetime]) -> None:
+        if self._stopped:
+            return
+        events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+        self._run_job_success(job.id, events)
 
 
 class FeedScheduler:
@@ -59,7 +85,8 @@ class FeedScheduler:
         self.jitter = jitter
         self.clock = clock
         self.rand = rand or random.Random()
-        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.scheduler = AsyncIOScheduler(timezone="UTC", executors={"default": InlineExecutor()})
+        self._stopped = False
         self.intervals = {f.name: f.interval for f in self.feeds}  # each job's trigger interval
 
     def job_specs(self) -> list[dict[str, object]]:
@@ -86,12 +113,13 @@ class FeedScheduler:
         jitter = interval * self.jitter if self.jitter else None
         return IntervalTrigger(seconds=interval, jitter=jitter, timezone="UTC")
 
-    async def _tick(self, name: str) -> None:
-        self.poller.submit(name)
+    def _tick(self, name: str) -> None:
+        if not self._stopped:
+            self.poller.submit(name)
 
     def follow(self, result: PollResult) -> None:
         """Move the feed's job to when the poll says it is due next (see the docstring)."""
-        if result.next_poll is None or not self.scheduler.running:
+        if result.next_poll is None or self._stopped or not self.scheduler.running:
             return
         job_id = f"poll:{result.feed}"
         job = self.scheduler.get_job(job_id)
@@ -123,6 +151,8 @@ class FeedScheduler:
         return bool(self.scheduler.running)
 
     def shutdown(self) -> None:
-        """Stop firing jobs. Polls in flight belong to the poller, which drains them."""
+        """Stop firing jobs, at once (APScheduler stops in the loop's next turn; ticks queued
+        meanwhile do nothing). Polls in flight belong to the poller, which drains them."""
+        self._stopped = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)

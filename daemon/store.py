@@ -9,7 +9,6 @@ in the feed is never forgotten and never alerts twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from redis.typing import EncodableT, FieldT
 from daemon.errors import StoreError
 from daemon.keys import Keys
 from daemon.rhythm import Rhythm, decode, encode
+from daemon.shielded import committed
 from daemon.types import Caching
 
 SEEN_MAX = 10_000
@@ -122,8 +122,9 @@ class FeedStore:
 
     async def commit(self, feed: str, c: Commit) -> None:
         """Write a poll's outcome in one MULTI, shielded from cancellation: a final write is
-        never half done (the caller may be cancelled by a second signal)."""
-        await asyncio.shield(self._commit(feed, c))
+        never half done (the caller may be cancelled by a second signal), and its failure is
+        never left unretrieved in an orphaned task."""
+        await committed(lambda: self._commit(feed, c))
 
     async def _commit(self, feed: str, c: Commit) -> None:
         epoch = c.now.timestamp()
@@ -164,38 +165,6 @@ class FeedStore:
                 await pipe.execute()
         except RedisError as e:
             raise StoreError(f"cannot write state of feed {feed}: {e}") from e
-
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class Leases:
-    """Per-feed leases (``SET NX PX``) so several processes never poll one feed at once."""
-
-    def __init__(self, redis: aioredis.Redis, keys: Keys, owner: str) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.owner = owner
-        self._release = redis.register_script(_RELEASE)
-
-    async def acquire(self, feed: str, ttl: float) -> bool:
-        try:
-            got = await self.redis.set(
-                self.keys.lease(feed), self.owner, nx=True, px=max(1, int(ttl * 1000))
-            )
-        except RedisError as e:
-            raise StoreError(f"cannot take the lease of feed {feed}: {e}") from e
-        return bool(got)
-
-    async def release(self, feed: str) -> None:
-        """Release our lease (only ours: it may have expired and been taken since)."""
-        try:
-            await asyncio.shield(self._release(keys=[self.keys.lease(feed)], args=[self.owner]))
-        except RedisError:
-            pass  # it expires by itself
 
 
 def epoch_to_dt(epoch: float | None) -> datetime | None:

@@ -95,6 +95,7 @@ def test_minimal_config_gets_every_default() -> None:
     assert (cfg.fetch.max_bytes, cfg.fetch.deadline) == (10_000_000, 30.0)
     assert cfg.delivery.delivered_ttl == 7 * 86400.0
     assert (cfg.polling.max_backoff, cfg.log.level, cfg.log.format) == (21600.0, "info", "text")
+    assert cfg.polling.lease_ttl == 30.0
 
 
 def test_empty_file_is_a_valid_config(tmp_path: Path) -> None:
@@ -262,6 +263,7 @@ def test_config_from_dict_problems_have_no_position(tmp_path: Path) -> None:
         ("defaults", {"notify": "console"}, "expected a list, got 'console'"),
         ("fetch", {"max_bytes": [1]}, "expected a size like '10MB' or '512KiB', got a list"),
         ("defaults", {"jitter": -0.1}, "must be at least 0"),
+        ("polling", {"lease_ttl": "1s"}, "must be at least 3s"),
     ],
 )
 def test_value_problems_read_plainly(

@@ -153,7 +153,7 @@ async def test_scale_out_leases_and_freshness(
 ) -> None:
     """Two processes on one Redis: a feed held by the other is 'leased', one polled by the
     other within the interval is 'fresh'; an explicit poll (run --once) still polls."""
-    from daemon.store import Leases
+    from daemon.leases import Leases
 
     poller, clock, r = rig
     keys = Keys("pt")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from daemon.config import FeedConfig
 from daemon.poll_result import PollResult
@@ -61,10 +65,46 @@ def test_no_jitter_means_none() -> None:
     assert sched.job_specs()[0]["trigger"].jitter is None  # type: ignore[attr-defined]
 
 
-async def test_tick_only_submits() -> None:
+def test_tick_only_submits() -> None:
     """A job body hands the feed to the poller and returns."""
     sched, poller = make([FeedConfig(name="a", url="http://x/a", interval=60.0)])
-    await sched._tick("a")
+    sched._tick("a")
+    assert poller.submitted == ["a"]
+
+
+@pytest.mark.parametrize("turns", [0, 1])
+async def test_shutdown_with_ticks_queued_logs_no_error(
+    caplog: pytest.LogCaptureFixture, turns: int
+) -> None:
+    """Ticks due when the scheduler stops (about to fire: 0 loop turns after the start; fired
+    and queued: 1) are dropped quietly: no poll submitted after the stop, and no CancelledError
+    logged at ERROR (APScheduler's asyncio executor cancels its queued job tasks and does)."""
+    poller = StubPoller()
+    past = datetime.now(UTC) - timedelta(seconds=30)  # every first tick is due
+    feeds = [FeedConfig(name=f"f{i}", url=f"http://x/{i}", interval=300.0) for i in range(20)]
+    sched = FeedScheduler(poller, feeds, clock=lambda: past, rand=random.Random(7))  # type: ignore[arg-type]
+    sched.start()
+    for _ in range(turns):
+        await asyncio.sleep(0)  # the scheduler wakes up and fires the due ticks
+    sched.shutdown()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert poller.submitted == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_ticks_run_on_the_event_loop() -> None:
+    """A due tick reaches the poller (from the loop thread: Poller.submit needs its loop)."""
+    poller = StubPoller()
+    past = datetime.now(UTC) - timedelta(seconds=30)
+    feeds = [FeedConfig(name="a", url="http://x/a", interval=300.0)]
+    sched = FeedScheduler(poller, feeds, clock=lambda: past, rand=random.Random(7))  # type: ignore[arg-type]
+    sched.start()
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+    finally:
+        sched.shutdown()
     assert poller.submitted == ["a"]
 
 

@@ -20,6 +20,7 @@ from daemon.config import FeedConfig
 from daemon.fetch import Fetcher, FetchSettings
 from daemon.http import HttpServer, Request, Response
 from daemon.keys import Keys
+from daemon.leases import Leases
 from daemon.match import Matcher
 from daemon.parsing import ParsePool
 from daemon.pipeline import Pipeline
@@ -27,7 +28,7 @@ from daemon.poll_result import PollResult
 from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.rules import load_rules
-from daemon.store import FeedStore, Leases
+from daemon.store import FeedStore
 from daemon.websub import RENEW_FRACTION
 from daemon.websub_service import PREFIX, WebSubService, WebSubSettings
 from daemon.websub_store import WebSubStore

@@ -7,10 +7,11 @@ import asyncio
 import redis.asyncio as aioredis
 
 from alerts.base import Notifier
-from alerts.dispatch import NotifierRuntime, committed
+from alerts.dispatch import NotifierRuntime
 from alerts.dlq import dlq_list
 from alerts.testing import FailingNotifier, RecordingNotifier
 from alerts.wire import Alert
+from daemon.shielded import committed
 from tests.delivery.helpers import KEYS, Sleeps, dispatcher, make_alert, runtimes, settings
 
 
