@@ -23,7 +23,7 @@ and senders, and the Lua steps the flusher uses (``TAKE_SCRIPT``…).
 
 Which notifiers can digest: a notifier class that implements
 ``async def send_digest(self, alerts: Sequence[Alert]) -> None`` (one message for all of them,
-same error contract as ``send``), and the built-in ``email`` notifier (one mail listing the
+same error contract as ``send``), as the built-in ``email`` notifier does (one mail listing the
 alerts, built by :func:`alerts.mailfmt.build_message`). Configuring ``digest`` on any other
 type is a config error (``notifier type 'slack' does not support digest``).
 """
@@ -67,11 +67,7 @@ class SupportsDigest(Protocol):
 
 def supports_digest(cls: type[Notifier]) -> bool:
     """Whether notifiers of class ``cls`` can be configured with ``digest``."""
-    if callable(getattr(cls, "send_digest", None)):
-        return True
-    from alerts.email import EmailNotifier  # lazy: configs without email need no aiosmtplib
-
-    return issubclass(cls, EmailNotifier)
+    return callable(getattr(cls, "send_digest", None))
 
 
 @dataclass(frozen=True)
@@ -85,30 +81,12 @@ class DigestSender:
 def sender_for(notifier: Notifier, *, max_per_message: int = MAX_PER_MESSAGE) -> DigestSender:
     """The digest sender of ``notifier``.
 
-    ``send_digest`` if the notifier has one, one mail for the email notifier; otherwise (a
-    buffer left over after ``digest`` was removed from a notifier that cannot digest) one
-    ``send`` per alert, so each accepted alert is recorded on its own.
+    ``send_digest`` if the notifier has one; otherwise (a buffer left over after ``digest``
+    was removed from a notifier that cannot digest) one ``send`` per alert, so each accepted
+    alert is recorded on its own.
     """
-    from alerts.email import EmailNotifier
-    from alerts.mailfmt import build_message
-
     if isinstance(notifier, SupportsDigest):
         return DigestSender(notifier.send_digest, max_per_message)
-    if isinstance(notifier, EmailNotifier):
-        email = notifier
-
-        async def send_mail(alerts: Sequence[Alert]) -> None:
-            o = email.opts
-            msg = build_message(
-                alerts,
-                from_addr=o.from_addr,
-                to=o.to,
-                subject_prefix=o.subject_prefix,
-                now=email._now(),  # the notifier's injected clock (Date header)
-            )
-            await email.send_message(msg)
-
-        return DigestSender(send_mail, max_per_message)
 
     async def one_by_one(alerts: Sequence[Alert]) -> None:
         for alert in alerts:

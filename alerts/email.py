@@ -1,7 +1,8 @@
 """The ``email`` notifier: one ``multipart/alternative`` mail per alert, sent with aiosmtplib.
 
-The message itself is built by the pure :func:`alerts.mailfmt.build_message`. One SMTP session
-per ``send`` (one attempt; retries are the dispatcher's job). Error mapping::
+The message itself is built by the pure :func:`alerts.mailfmt.build_message`. ``send_digest``
+sends one mail listing several alerts (``digest:``, see ``alerts.digest``). One SMTP session
+per ``send`` or ``send_digest`` (one attempt; retries are the dispatcher's job). Error mapping::
 
     4xx reply, connection refused/lost, timeout     recoverable (server / transport / timeout)
     5xx reply (550 mailbox unavailable…)            permanent, reason client
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -155,8 +156,13 @@ class EmailNotifier(Notifier):
         self._now = now
 
     def message(self, alert: Alert) -> EmailMessage:
+        """The mail of one alert."""
+        return self.digest_message([alert])
+
+    def digest_message(self, alerts: Sequence[Alert]) -> EmailMessage:
+        """One mail listing ``alerts`` (at least one); its Date comes from the injected clock."""
         return build_message(
-            [alert],
+            alerts,
             from_addr=self.opts.from_addr,
             to=self.opts.to,
             subject_prefix=self.opts.subject_prefix,
@@ -166,6 +172,11 @@ class EmailNotifier(Notifier):
     async def send(self, alert: Alert) -> None:
         await self.send_message(self.message(alert))
         log.debug("email %s: delivered alert %s", self.name, alert.id)
+
+    async def send_digest(self, alerts: Sequence[Alert]) -> None:
+        """Deliver ``alerts`` as one mail, or raise NotifyError (the digest capability)."""
+        await self.send_message(self.digest_message(alerts))
+        log.debug("email %s: delivered a digest of %d alert(s)", self.name, len(alerts))
 
     async def send_message(self, msg: EmailMessage) -> None:
         """Deliver a built message in one SMTP session, or raise NotifyError."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 from functools import cache
+from typing import Generic, TypeVar, cast
 
 import httpx
 from pydantic import Field
@@ -25,6 +26,8 @@ from alerts.base import Notifier, NotifierOptions
 from alerts.wire import Alert
 from daemon.errors import NotifyError
 
+_O = TypeVar("_O", bound=NotifierOptions)
+
 
 @cache
 def _idle_client() -> httpx.AsyncClient:
@@ -32,7 +35,9 @@ def _idle_client() -> httpx.AsyncClient:
     return httpx.AsyncClient()
 
 
-class _Recorder(Notifier):
+class _Recorder(Notifier, Generic[_O]):
+    """A notifier whose ``opts`` are its ``options`` typed as its own ``Options`` model."""
+
     def __init__(
         self,
         name: str,
@@ -41,6 +46,8 @@ class _Recorder(Notifier):
         http: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(name, options or self.Options(), http=http or _idle_client())
+        assert isinstance(self.options, self.Options)
+        self.opts = cast(_O, self.options)
         self.sent: list[Alert] = []
         self.calls = 0
         self.closed = False
@@ -65,7 +72,7 @@ class _Recorder(Notifier):
         self.closed = True
 
 
-class RecordingNotifier(_Recorder):
+class RecordingNotifier(_Recorder[NotifierOptions]):
     """Delivers every alert by appending it to ``sent``. Options: none."""
 
     async def send(self, alert: Alert) -> None:
@@ -80,21 +87,10 @@ class FailingOptions(NotifierOptions):
     retry_after: float | None = None
 
 
-class FailingNotifier(_Recorder):
+class FailingNotifier(_Recorder[FailingOptions]):
     """Raises ``NotifyError`` on its first ``fail_times`` calls, then delivers like a recorder."""
 
     Options = FailingOptions
-
-    def __init__(
-        self,
-        name: str,
-        options: NotifierOptions | None = None,
-        *,
-        http: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(name, options, http=http)
-        assert isinstance(self.options, FailingOptions)
-        self.opts = self.options
 
     async def send(self, alert: Alert) -> None:
         self.calls += 1
@@ -114,7 +110,7 @@ class FlakyOptions(NotifierOptions):
     reason: str = "server"
 
 
-class FlakyNotifier(_Recorder):
+class FlakyNotifier(_Recorder[FlakyOptions]):
     """Fails (recoverably) a ``ratio`` of its calls at random, reproducibly from ``seed``."""
 
     Options = FlakyOptions
@@ -127,8 +123,6 @@ class FlakyNotifier(_Recorder):
         http: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(name, options, http=http)
-        assert isinstance(self.options, FlakyOptions)
-        self.opts = self.options
         self.failures = 0
         self._random = random.Random(self.opts.seed)
 

