@@ -140,6 +140,14 @@ class Leases:
             raise StoreError(f"cannot take the lease of feed {feed}: {e}") from e
         return bool(got)
 
+    async def remaining(self, feed: str) -> float | None:
+        """Seconds the lease of ``feed`` (another poll's) still runs; None if there is none."""
+        try:
+            ms = await self.redis.pttl(self.keys.lease(feed))
+        except RedisError as e:
+            raise StoreError(f"cannot read the lease of feed {feed}: {e}") from e
+        return ms / 1000 if ms > 0 else None
+
     async def renew(self, ttls: Mapping[str, float]) -> set[str]:
         """Extend our leases of these feeds, each to its ttl from now (one round trip); returns
         the feeds whose lease was still ours."""

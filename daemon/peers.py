@@ -2,14 +2,21 @@
 
 Claims (``daemon/leases.py``) keep a feed to one poll per interval, but alone they are sticky:
 the process that polled a feed last ticks first once its claim ends, so a process started
-after another would never get a feed. So every polling process (a *peer*) registers in a sorted set
-``{p}:pollers`` (identity → last beat, refreshed every ``BEAT`` s, dropped after ``MEMBER_TTL``
-s of silence or at a clean stop), and each feed *prefers* one of them by rendezvous hashing
-(the member with the highest hash of (member, feed)): an even share each, and a process that
-joins or leaves moves only its own share. The preferred process claims a feed as soon as the
-last claim ends; another one only ``CLAIM_PATIENCE`` of an interval later, so it takes over
-only when the preferred one is late, gone, or does not poll that feed. Preference never
-weakens "once per interval": it only decides who waits.
+after another would never get a feed. So every polling process (a *peer*) registers in a
+sorted set ``{p}:pollers`` (identity → last beat, refreshed every third of ``ttl``, the
+lease ttl, and dropped after ``ttl`` of silence or at a clean stop), and each feed *prefers*
+one of them by rendezvous hashing (the member with the highest hash of (member, feed)): an
+even share each, and a process that joins or leaves moves only its own share. The preferred
+process claims a feed as soon as the last claim ends; another one only ``CLAIM_PATIENCE`` of
+an interval later, so it takes over only when the preferred one is late, gone, or does not
+poll that feed. Preference never weakens "once per interval": it only decides who waits.
+
+When a peer leaves or is dropped, the feeds it was preferred for now prefer a survivor each
+(:func:`gained`), and ``on_change`` tells the scheduler to tick them now
+(``FeedScheduler.hurry``): the tick claims the feed as soon as the dead peer's claim ends,
+instead of at the half-interval-late time its patience had planned. So a dead process's feeds
+are polled again within ``max(interval, ttl + ttl / 3) + jitter`` of its death: within one
+interval once the interval exceeds four thirds of the lease ttl.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -28,8 +35,7 @@ from daemon.keys import Keys
 
 logger = logging.getLogger("daemon.poll")
 
-BEAT = 3.0  # seconds between two refreshes of the member set
-MEMBER_TTL = 10.0  # a member silent this long is dropped
+BEATS_PER_TTL = 3  # a member beats every ttl / 3 and is dropped after ttl of silence
 CLAIM_PATIENCE = 0.5  # of the interval: how long a process waits for the preferred one
 
 
@@ -42,14 +48,25 @@ def preferred(feed: str, members: Sequence[str]) -> str | None:
     return max(members, key=weight, default=None)
 
 
+def gained(feeds: Iterable[str], me: str, before: Sequence[str], after: Sequence[str]) -> list[str]:
+    """The feeds that prefer ``me`` among ``after`` and preferred another member ``before``
+    (none when ``before`` was unknown: at the start, patience is not applied yet)."""
+    if not before or me not in after:
+        return []
+    return [f for f in feeds if preferred(f, after) == me and preferred(f, before) != me]
+
+
 class Peers:
     """This process's view of the live polling processes (``me`` among them)."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, me: str) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, me: str, ttl: float = 30.0) -> None:
         self.redis = redis
         self.keys = keys
         self.me = me
+        self.ttl = ttl  # a member silent this long is dropped
         self.members: tuple[str, ...] = ()  # unknown yet: every feed prefers everyone
+        # Called with (before, after) when the members change (not at the first refresh).
+        self.on_change: list[Callable[[tuple[str, ...], tuple[str, ...]], None]] = []
 
     def patience(self, feed: str, interval: float) -> float:
         """Seconds this process waits after a claim ends before it claims ``feed``: none if
@@ -63,10 +80,14 @@ class Peers:
         key = self.keys.pollers
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {self.me: now})
-            pipe.zremrangebyscore(key, "-inf", now - MEMBER_TTL)
+            pipe.zremrangebyscore(key, "-inf", now - self.ttl)
             pipe.zrange(key, 0, -1)
             *_, raw = await pipe.execute()
+        before = self.members
         self.members = tuple(sorted(m.decode() if isinstance(m, bytes) else m for m in raw))
+        if before and self.members != before:
+            for cb in self.on_change:
+                cb(before, self.members)
         return self.members
 
     async def leave(self) -> None:
@@ -74,8 +95,8 @@ class Peers:
             await self.redis.zrem(self.keys.pollers, self.me)
 
     async def track(self, stop: asyncio.Event) -> None:
-        """Refresh every ``BEAT`` s until ``stop``, then leave, so the others take our share
-        at once."""
+        """Refresh every third of the ttl until ``stop``, then leave, so the others take our
+        share at once."""
         try:
             while not stop.is_set():
                 try:
@@ -83,6 +104,6 @@ class Peers:
                 except RedisError as e:  # keep the last view; the next beat retries
                     logger.debug("pollers not refreshed: %s", e)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), BEAT)
+                    await asyncio.wait_for(stop.wait(), self.ttl / BEATS_PER_TTL)
         finally:
             await self.leave()

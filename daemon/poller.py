@@ -141,7 +141,7 @@ class Poller:
             try:
                 async with self._lease(feed.name) as leased:
                     if not leased:
-                        result = PollResult(feed=feed.name, outcome="leased")
+                        result = await self._leased_elsewhere(feed.name)
                     else:
                         result = await self._leased_poll(
                             feed, start, scheduled=scheduled, pushed=pushed
@@ -173,6 +173,13 @@ class Poller:
         if self.leases is None:
             return contextlib.nullcontext(True)
         return self.leases.hold(name, self.lease_ttl)
+
+    async def _leased_elsewhere(self, name: str) -> PollResult:
+        """Another process polls the feed now: due again when its lease ends (then its claim
+        says more), so a lease that outlives a dead process costs no whole interval."""
+        remaining = await self.leases.remaining(name) if self.leases is not None else None
+        due = self.pipeline.clock().timestamp() + remaining if remaining else None
+        return PollResult(feed=name, outcome="leased", next_poll=due)
 
     async def _leased_poll(
         self, feed: FeedConfig, start: float, *, scheduled: bool, pushed: FetchResult | None

@@ -45,7 +45,7 @@ from daemon.leases import Leases
 from daemon.logging import log
 from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.parsing import ParsePool
-from daemon.peers import Peers
+from daemon.peers import Peers, gained
 from daemon.pipeline import Pipeline
 from daemon.poller import Poller
 from daemon.publish import Publisher
@@ -216,7 +216,7 @@ class Daemon:
                     quiet_min=config.polling.quiet_min,
                 )
             self.websub = await self._websub()
-            self.peers = Peers(self.redis, self.keys, self.identity)
+            self.peers = Peers(self.redis, self.keys, self.identity, ttl=config.polling.lease_ttl)
             self.poller = Poller(
                 Pipeline(
                     websub=self.websub,
@@ -345,6 +345,8 @@ class Daemon:
                     self.poller, self.config.feeds, jitter=self.config.defaults.jitter
                 )
                 self.scheduler.start()
+                if self.peers is not None:
+                    self.peers.on_change.append(self._peers_changed)
                 tasks.append(asyncio.create_task(self.rules.watch(self.stop), name="rules"))
             if self.peers is not None:
                 tasks.append(asyncio.create_task(self.peers.track(self.stop), name="peers"))
@@ -375,6 +377,14 @@ class Daemon:
             for t in tasks:
                 t.cancel()
         return 0
+
+    def _peers_changed(self, before: tuple[str, ...], after: tuple[str, ...]) -> None:
+        """Another polling process joined or left: tick now the feeds that now prefer us."""
+        assert self.peers is not None and self.scheduler is not None
+        names = [f.name for f in self.config.feeds]
+        mine = gained(names, self.identity, before, after)
+        moved = self.scheduler.hurry(mine)
+        log(logger, "peers", before=len(before), after=len(after), gained=len(mine), moved=moved)
 
     async def _serve_http(self, tasks: list[asyncio.Task[None]]) -> str | None:
         """Start the health and metrics endpoint if configured (closed with the daemon's other

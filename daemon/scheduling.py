@@ -16,7 +16,8 @@ on. ``follow`` (a ``Poller.on_result`` callback) moves the feed's job there with
 interval changed. A job already due within ``TOLERANCE`` of that time is left alone, so a
 feed whose interval holds costs nothing extra. Skipped polls report too: ``fresh`` (not due,
 or another process claimed it) gives when this process may poll it (``daemon/leases.py``),
-``backoff`` the end of the backoff; so every process's job follows the shared state.
+``leased`` (another process polls it now) the end of its lease, ``backoff`` the end of the
+backoff; so every process's job follows the shared state.
 
 The alternative, one job per feed ticking at ``min_interval`` and skipping until due, was
 measured with 10,000 feeds (``bench/schedule.py``, on the 2-core machine this was written
@@ -139,6 +140,23 @@ class FeedScheduler:
                 due + self.rand.uniform(0, spread), UTC
             )
             self.scheduler.modify_job(job_id, **changes)
+
+    def hurry(self, names: Iterable[str]) -> int:
+        """Tick these feeds now (within the jitter) unless they are due sooner: a dead peer's
+        feeds that now prefer this process (``daemon/peers.py``). Returns how many moved."""
+        if self._stopped or not self.scheduler.running:
+            return 0
+        now = self.clock().timestamp()
+        moved = 0
+        for name in names:
+            job = self.scheduler.get_job(f"poll:{name}")
+            spread = self.intervals.get(name, 0.0) * self.jitter
+            if job is None or (job.next_run_time and job.next_run_time.timestamp() <= now + spread):
+                continue
+            at = datetime.fromtimestamp(now + self.rand.uniform(0, spread), UTC)
+            self.scheduler.modify_job(job.id, next_run_time=at)
+            moved += 1
+        return moved
 
     def start(self) -> None:
         for spec in self.job_specs():

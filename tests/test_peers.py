@@ -8,7 +8,7 @@ from collections import Counter
 import redis.asyncio as aioredis
 
 from daemon.keys import Keys
-from daemon.peers import CLAIM_PATIENCE, MEMBER_TTL, Peers, preferred
+from daemon.peers import CLAIM_PATIENCE, Peers, gained, preferred
 
 KEYS = Keys("pl")
 FEEDS = [f"feed-{i}" for i in range(300)]
@@ -27,16 +27,36 @@ def test_each_feed_prefers_one_member_evenly_and_stably() -> None:
 
 async def test_members_beat_are_dropped_when_silent_and_leave(redis_url: str) -> None:
     r = aioredis.Redis.from_url(redis_url)
-    a, b = Peers(r, KEYS, "a"), Peers(r, KEYS, "b")
+    a, b = Peers(r, KEYS, "a", ttl=10.0), Peers(r, KEYS, "b", ttl=10.0)
+    changes: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    b.on_change.append(lambda before, after: changes.append((before, after)))
     try:
         assert await a.refresh(1000.0) == ("a",)
-        assert await b.refresh(1001.0) == ("a", "b")
-        assert await b.refresh(1000.0 + MEMBER_TTL + 0.5) == ("b",)  # a fell silent
+        assert await b.refresh(1001.0) == ("a", "b")  # b's first view: no change reported
+        assert await b.refresh(1010.5) == ("b",)  # a fell silent: dropped after ttl
         assert await a.refresh(1012.0) == ("a", "b")
+        assert await b.refresh(1012.5) == ("a", "b")
         await a.leave()
         assert await b.refresh(1013.0) == ("b",)
+        assert await b.refresh(1014.0) == ("b",)  # no change, no call
     finally:
         await r.aclose()
+    assert changes == [(("a", "b"), ("b",)), (("b",), ("a", "b")), (("a", "b"), ("b",))]
+
+
+def test_a_dead_peers_feeds_are_gained_by_the_survivors_they_now_prefer() -> None:
+    """c dies: each of its feeds now prefers a or b, which gains exactly those; nothing is
+    gained at the first view (before unknown) or by a process not among the members."""
+    feeds = FEEDS
+    before, after = ("a", "b", "c"), ("a", "b")
+    theirs = {f for f in feeds if preferred(f, before) == "c"}
+    got = {m: set(gained(feeds, m, before, after)) for m in after}
+    assert got["a"] | got["b"] == theirs and not got["a"] & got["b"]
+    assert got["a"] and got["b"]
+    assert gained(feeds, "a", (), after) == []
+    assert gained(feeds, "c", before, after) == []
+    # A peer joining takes feeds from the others; they gain none.
+    assert gained(feeds, "a", after, before) == []
 
 
 def test_only_a_process_the_feed_does_not_prefer_waits() -> None:

@@ -108,6 +108,25 @@ async def test_ticks_run_on_the_event_loop() -> None:
     assert poller.submitted == ["a"]
 
 
+async def test_hurry_ticks_gained_feeds_now() -> None:
+    """A dead peer's feeds (daemon/peers.py): their jobs move to now, within the jitter; a
+    job due sooner than that stays, and unknown feeds are ignored."""
+    feeds = [FeedConfig(name=n, url=f"http://x/{n}", interval=600.0) for n in ("a", "b", "c")]
+    sched, _poller = make(feeds, jitter=0.1)
+    sched.start()
+    try:
+        t = NOW.timestamp()
+        for name, due in (("a", t + 900), ("b", t)):
+            sched.follow(PollResult(feed=name, outcome="fresh", next_poll=due, interval=600.0))
+        b_at = sched.scheduler.get_job("poll:b").next_run_time
+        assert sched.hurry(["a", "b", "gone"]) == 1
+        assert t <= sched.scheduler.get_job("poll:a").next_run_time.timestamp() <= t + 60
+        assert sched.scheduler.get_job("poll:b").next_run_time == b_at
+    finally:
+        sched.shutdown()
+    assert sched.hurry(["c"]) == 0  # stopped: nothing moves
+
+
 async def test_follow_moves_the_job_to_the_effective_interval() -> None:
     """A poll's next_poll/interval move the feed's job (and its trigger when the interval
     changed); a job already due then is left alone; a skipped poll that says nothing does

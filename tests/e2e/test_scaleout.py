@@ -6,7 +6,8 @@ has its own User-Agent). Shown: each feed's first, unconditional fetch happens o
 two polls of a feed by different processes are never closer than a claim (the interval less
 its slack); every alert is delivered once across the processes; and after one process is
 SIGKILLed mid-poll, its lease expires within ``lease_ttl`` and every feed it polled is polled
-again by the others, within the bound the claim and the lease give. The processes share the
+again by the others within about one interval of its death (the bound the claim, the lease and
+the peers' beat give). The processes share the
 work (daemon/peers.py): each polls a fair part of the feeds.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import statistics
 import string
 import subprocess
 import threading
@@ -24,11 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+import pytest
 import redis
 
 from daemon.keys import Keys
 from daemon.leases import claim_ttl
-from daemon.peers import CLAIM_PATIENCE
+from daemon.peers import BEATS_PER_TTL
 from tests.e2e.conftest import Feedwatch
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer, Request, Response
@@ -182,7 +185,7 @@ def cross_process_gaps(hits: list[Hit]) -> list[tuple[int, float]]:
 
 
 def test_three_processes_share_the_feeds(
-    fw: Feedwatch, feed_server: FeedServer, redis_url: str
+    fw: Feedwatch, feed_server: FeedServer, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     feeds = Feeds(feed_server)
     for i in range(FEEDS):
@@ -241,11 +244,13 @@ def test_three_processes_share_the_feeds(
         wait_for(
             lambda: r.get(lease) != owner, LEASE_TTL + 1, "the dead process's lease to end", procs
         )
-        # Its claims end a claim after its last poll (<= killed), and the survivors, which
-        # still count it as a member for a while, wait their patience on top; the stalled
-        # lease ends lease_ttl after its last renewal. Then each survivor's next tick of the
-        # feed comes within an interval plus jitter.
-        bound = max(CLAIM + CLAIM_PATIENCE * INTERVAL, LEASE_TTL) + INTERVAL * (1 + JITTER)
+        # Its claims end a claim after its last poll (<= killed); the stalled lease ends
+        # lease_ttl after its last renewal; the survivors drop it from the peers lease_ttl after
+        # its last beat and see that at their next beat (a third of lease_ttl later), then tick
+        # the feeds it was preferred for at once (FeedScheduler.hurry), within the jitter, and
+        # without patience. So: within one interval (plus jitter) here, where the interval
+        # (4 s) is about 4/3 of the lease ttl (3 s).
+        bound = max(CLAIM, LEASE_TTL * (1 + 1 / BEATS_PER_TTL)) + INTERVAL * JITTER
 
         def picked_up() -> dict[int, float]:
             first: dict[int, float] = {}
@@ -255,10 +260,21 @@ def test_three_processes_share_the_feeds(
             return first
 
         wait_for(
-            lambda: len(picked_up()) == len(theirs), bound + 5, "the survivors' pick-up", procs
+            lambda: len(picked_up()) == len(theirs), bound + 10, "the survivors' pick-up", procs
         )
-        late = {f: round(t, 2) for f, t in picked_up().items() if t > bound + 1}
-        assert late == {}, f"picked up later than {bound}s after the kill: {late}"
+        taken = sorted(picked_up().values())
+        with capsys.disabled():
+            print(
+                f"\n[scale-out] {len(taken)} feeds of the killed process polled again after "
+                f"median {statistics.median(taken):.2f} s, max {taken[-1]:.2f} s "
+                f"(interval {INTERVAL:g} s, bound {bound:.2f} s)"
+            )
+        # Slack: three processes, Redis and this server share 2 cores; a busy event loop beats
+        # and ticks late by up to ~1.5 s. (Without the peers' hurry, a survivor waited its
+        # patience: median ~6 s, max ~8.6 s after the kill.)
+        slack = INTERVAL / 2
+        late = {f: round(t, 2) for f, t in picked_up().items() if t > bound + slack}
+        assert late == {}, f"picked up later than {bound + slack}s after the kill: {late}"
         wait_for(
             lambda: len(delivered()) >= FEEDS + len(theirs),
             30,
