@@ -133,10 +133,13 @@ class HttpConfig(_Strict):
 class WebSubConfig(_Strict):
     """WebSub (``daemon.websub``), active when ``http.public_url`` is set. ``lease``: the
     lease asked of hubs (they may grant another); ``fallback_interval``: how often a feed
-    with an active subscription is still polled (at least its own interval)."""
+    with an active subscription is still polled (at least its own interval);
+    ``allow_private_hubs``: contact hubs on loopback, private, link-local… addresses (hub URLs
+    come from feeds: off, such a hub is refused)."""
 
     lease: Annotated[float, PlainValidator(_lease)] = 7 * 86400.0
     fallback_interval: Interval = 3600.0
+    allow_private_hubs: Annotated[bool, Field(strict=True)] = False
 
 
 class LogConfig(_Strict):

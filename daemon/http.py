@@ -47,6 +47,7 @@ class Response:
     status: int
     body: bytes = b""
     content_type: str = TEXT_TYPE
+    headers: tuple[tuple[str, str], ...] = ()  # more headers, e.g. (("Retry-After", "60"),)
 
 
 Route = Callable[[], Awaitable[Response]]
@@ -300,7 +301,8 @@ class HttpServer:
             f"Content-Type: {response.content_type}\r\n"
             f"Content-Length: {len(response.body)}\r\n"
             "Cache-Control: no-store\r\n"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in response.headers)
+            + f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
         )
         writer.write(head.encode("latin-1") + (b"" if method == "HEAD" else response.body))
         await writer.drain()

@@ -57,7 +57,7 @@ from daemon.shutdown import TwoStage
 from daemon.silence import Silences
 from daemon.store import FeedStore
 from daemon.story_store import StoryStore
-from daemon.websub_service import PREFIX, WebSubService, WebSubSettings
+from daemon.websub_service import WebSubService, WebSubSettings, websub_routes
 from daemon.websub_store import WebSubStore
 
 logger = logging.getLogger("daemon.runtime")
@@ -293,6 +293,7 @@ class Daemon:
                 public_url=http.public_url,
                 lease=self.config.websub.lease,
                 fallback_interval=self.config.websub.fallback_interval,
+                allow_private_hubs=self.config.websub.allow_private_hubs,
             ),
             client,
         )
@@ -395,7 +396,7 @@ class Daemon:
             ready=self.readiness, metrics=self.metrics.render, metrics_type=CONTENT_TYPE
         )
         listen = self.config.http.listen
-        handlers = {PREFIX: self.websub.handle} if self.websub is not None else {}
+        handlers = websub_routes(self.websub, self.config.http.public_url, self.role)
         server = HttpServer(
             self.config.http.host,
             self.config.http.port,

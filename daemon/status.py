@@ -3,14 +3,17 @@
 Everything is read from Redis, so it shows the state of every process on that Redis, running
 or not: per feed the effective interval (and, for adaptive feeds, why: ``base``, ``rhythm``,
 ``overflow``, ``max-age``), the last poll and its outcome, the next poll, the error streak,
-items seen and new in the last 24 h; the delivery group's pending entries and lag; the dead
-letters; the instances whose heartbeat is alive (with their rules' last reload).
+items seen and new in the last 24 h; the WebSub subscription of each feed that advertises a
+hub (its hub, state, lease end, last push, last error; also of feeds leaving the config); the
+delivery group's pending entries and lag; the dead letters; the instances whose heartbeat is
+alive (with their rules' last reload).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -18,9 +21,13 @@ from redis.exceptions import ResponseError
 
 from daemon.config import Config
 from daemon.durations import format_duration
+from daemon.feedlinks import FeedLinks
+from daemon.fetch import safe_url
 from daemon.keys import Keys
 from daemon.rhythm import effective
 from daemon.store import FeedStore
+from daemon.websub import Subscription
+from daemon.websub_store import Refusal, WebSubStore
 
 
 def _text(v: Any) -> str:
@@ -53,6 +60,7 @@ async def gather(redis: aioredis.Redis, config: Config, now: float | None = None
             "error_streak": st.error_streak, "next_poll": next_poll,
             "items_seen": st.items_seen, "new_24h": new_24h,
         })  # fmt: skip
+    websub = await _websub(WebSubStore(redis, keys), config, now)
     delivery: dict[str, Any] = {"stream_length": await redis.xlen(keys.alerts)}
     try:
         groups = await redis.xinfo_groups(keys.alerts)
@@ -77,7 +85,65 @@ async def gather(redis: aioredis.Redis, config: Config, now: float | None = None
         except ValueError:
             beat = {"role": _text(raw)}
         instances.append({"identity": _text(k).rsplit(":", 1)[-1], **beat})
-    return {"now": now, "feeds": feeds, "delivery": delivery, "instances": instances}
+    return {
+        "now": now, "feeds": feeds, "websub": websub, "delivery": delivery, "instances": instances,
+    }  # fmt: skip
+
+
+async def _websub(store: WebSubStore, config: Config, now: float) -> dict[str, Any]:
+    """Every feed the subscriber looks at (configured ones in config order, then the others),
+    with a subscription, a refused hub or links not acted on yet."""
+    order = {f.name: i for i, f in enumerate(config.feeds)}
+    names = sorted(await store.feeds(), key=lambda n: (order.get(n, len(order)), n))
+    rows = []
+    for name in names:
+        links, refused = await store.links_and_refusal(name)
+        row = websub_row(name, name in order, await store.load(name), links, refused, now)
+        if row is not None:
+            rows.append(row)
+    return {
+        "enabled": config.http is not None and config.http.public_url is not None,
+        "counts": dict(Counter(r["state"] for r in rows)),
+        "subscriptions": rows,
+    }
+
+
+def websub_state(sub: Subscription, now: float) -> str:
+    """``pending`` (asked, not verified yet), ``verified``, ``renewing`` (a renewal awaits its
+    verification), ``expiring`` (past its renewal time: renewals fail), ``expired``, or the
+    record's own ``failed``, ``denied``, ``unsubscribing``."""
+    if sub.state != "active":
+        return sub.state
+    if now >= sub.expires_at:
+        return "expired"
+    if sub.renewing:
+        return "renewing"
+    return "expiring" if now >= sub.renew_at() else "verified"
+
+
+def websub_row(
+    feed: str,
+    configured: bool,
+    sub: Subscription | None,
+    links: FeedLinks,
+    refused: Refusal | None,
+    now: float,
+) -> dict[str, Any] | None:
+    """One feed's line of the WebSub section, or None if there is nothing to show. Without a
+    subscription: ``refused`` (the policy forbids its hub) or ``discovered`` (not asked yet)."""
+    row: dict[str, Any] = {"feed": feed, "configured": configured}
+    if sub is not None:
+        return row | {
+            "state": websub_state(sub, now), "hub": safe_url(sub.hub),
+            "topic": safe_url(sub.topic), "expires_at": sub.expires_at or None,
+            "last_push": sub.last_push or None, "requested_at": sub.requested_at or None,
+            "retry_at": sub.retry_at or None, "attempts": sub.attempts, "error": sub.error or None,
+        }  # fmt: skip
+    if refused is not None and configured:
+        return row | {"state": "refused", "hub": refused.hub, "error": refused.reason}
+    if links.usable and configured:
+        return row | {"state": "discovered", "hub": safe_url(links.hubs[0]), "error": None}
+    return None
 
 
 def _ago(now: float, t: float | None) -> str:
@@ -106,6 +172,7 @@ def format_table(status: dict[str, Any]) -> str:
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += _websub_lines(now, status["websub"])
     d = status["delivery"]
     lines.append("")
     lines.append(
@@ -122,3 +189,25 @@ def format_table(status: dict[str, Any]) -> str:
             f"  last-reload={reload}  up {format_duration(now - i.get('started', now))}"
         )
     return "\n".join(lines)
+
+
+def _websub_lines(now: float, ws: dict[str, Any]) -> list[str]:
+    rows = ws["subscriptions"]
+    if not rows:
+        return [] if not ws["enabled"] else ["", "websub: no feed advertises a hub"]
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(ws["counts"].items()))
+    off = "" if ws["enabled"] else " (off: http.public_url is not set)"
+    head = ("FEED", "STATE", "HUB", "LEASE ENDS", "LAST PUSH", "NOTE")
+    table = [head] + [
+        (
+            r["feed"] + ("" if r["configured"] else " (removed)"), r["state"], r["hub"],
+            _ago(now, r.get("expires_at")) if r.get("expires_at") else "-",
+            _ago(now, r.get("last_push")), (r.get("error") or "")[:80],
+        )
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    feeds = f"{len(rows)} feed{'s' if len(rows) > 1 else ''}"
+    out = ["", f"websub{off}: {feeds} with a hub: {counts}"]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    return out

@@ -55,7 +55,8 @@ class Subscription:
     ``state``: ``pending`` (requested, not verified yet), ``active`` (verified; ``expires_at``
     says until when), ``unsubscribing`` (cancellation requested), ``denied`` (the hub said no),
     ``failed`` (the last request failed; retried at ``retry_at``). ``renewing`` is when a
-    renewal of an active subscription was requested (0: none pending). ``token`` is the
+    renewal of an active subscription was requested (0: none pending); ``last_push`` when the
+    hub last delivered content with a good signature. ``token`` is the
     callback's path segment, ``secret`` the HMAC key: neither is in ``repr`` nor logged.
     """
 
@@ -73,6 +74,7 @@ class Subscription:
     attempts: int = 0
     retry_at: float = 0.0
     error: str = ""
+    last_push: float = 0.0
 
     def active(self, now: float) -> bool:
         """Verified and not expired: the hub is pushing to us."""

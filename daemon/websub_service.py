@@ -14,12 +14,22 @@ module only moves bytes:
   answered ``202`` like a good one (the recommendation allows 2xx; a forger learns nothing)
   but ignored, with a warning naming the feed and the reason. A good one is handed to the
   poller (``on_push``), which reads it like a poll's body. An unknown callback path answers
-  404 to GET and 410 Gone to POST (the hub may then drop that subscription).
+  404 to GET and 410 Gone to POST (the hub may then drop that subscription). Whatever cannot
+  be handled now (Redis unreachable, shutting down) is 503 with ``Retry-After``: the hub
+  retries, here or at another process.
+* ``websub_routes`` — the ``/websub/`` route of a process: ``handle``, or, in a role that takes no
+  pushes (``notifier``) while ``http.public_url`` is set, 503 with ``Retry-After`` to every
+  request (never 404: to a verification it means "cancel that subscription", and some hubs
+  drop a subscription after 404s to pushes), with a warning at start naming the mistake.
 * ``skip_poll`` — the poller asks, for a scheduled poll, whether the feed's active
   subscription makes it wait for the slower fallback interval.
 
-Hub URLs come from feed documents: only http(s) ones are contacted, with a short deadline.
-The secret and the callback token are never logged.
+Hub URLs come from feed documents (hostile): a hub is contacted only if
+``daemon.hubpolicy`` allows its URL and every address its host resolves to (no loopback,
+private, link-local… address unless ``websub.allow_private_hubs``), at the address that was
+checked, with a short deadline. A refused hub is left out of the feed's links (another hub
+it advertises may serve), recorded beside them and logged once (``action=refuse``); polling
+goes on. The secret and the callback token are never logged.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import httpx
 
@@ -39,7 +49,8 @@ from daemon.config import FeedConfig
 from daemon.errors import FeedwatchError
 from daemon.feedlinks import FeedLinks
 from daemon.fetch import safe_url, scrub
-from daemon.http import Request, Response
+from daemon.http import Handler, Request, Response
+from daemon.hubpolicy import pinned
 from daemon.logging import log
 from daemon.websub import (
     Drop,
@@ -56,13 +67,20 @@ from daemon.websub import (
     unsubscribing,
     verify,
 )
-from daemon.websub_store import Change, WebSubStore
+from daemon.websub_hubs import HubCheck, HubGate, Resolver, system_resolve
+from daemon.websub_store import Change, Refusal, WebSubStore
 
 logger = logging.getLogger("daemon.websub")
 PREFIX = "/websub/"
 TICK_EVERY = 60.0
 HUB_TIMEOUT = 30.0
 ACCEPTED = Response(202, b"accepted\n")
+RETRY_AFTER = 60  # seconds, in the Retry-After of a 503
+
+
+def retry_later(body: bytes = b"try again later\n") -> Response:
+    return Response(503, body, headers=(("Retry-After", str(RETRY_AFTER)),))
+
 
 PushHandler = Callable[[str, bytes, Mapping[str, str]], object]
 
@@ -72,6 +90,7 @@ class WebSubSettings:
     public_url: str
     lease: float = 7 * 86400.0  # hub.lease_seconds asked for
     fallback_interval: float = 3600.0  # polling while a subscription is active
+    allow_private_hubs: bool = False  # contact hubs on loopback/private/link-local addresses
 
 
 class WebSubService:
@@ -84,6 +103,7 @@ class WebSubService:
         *,
         clock: Clock = utc_now,
         on_push: PushHandler | None = None,
+        resolve: Resolver = system_resolve,
     ) -> None:
         self.store = store
         self.feeds = dict(feeds)
@@ -91,6 +111,7 @@ class WebSubService:
         self.http = http
         self.clock = clock
         self.on_push = on_push
+        self.hubs = HubGate(allow_private=settings.allow_private_hubs, resolve=resolve)
         self._links: dict[str, FeedLinks] = {}
         self._wake = asyncio.Event()
         self._stop: asyncio.Event | None = None
@@ -147,6 +168,7 @@ class WebSubService:
     async def tick(self) -> list[tuple[str, str]]:
         """One upkeep pass; returns (feed, what was done) for each request sent or record
         dropped."""
+        self.hubs.forget()  # hub names are resolved again at each pass
         done: list[tuple[str, str]] = []
         for feed in await self.store.feeds():
             try:
@@ -159,8 +181,12 @@ class WebSubService:
         return done
 
     async def _upkeep(self, feed: str) -> str | None:
-        links = await self.store.links(feed)
+        links, refused = await self.store.links_and_refusal(feed)
         configured = feed in self.feeds
+        if configured and links.usable:
+            links = await self._screen(feed, links, refused)
+        elif refused is not None:
+            await self.store.set_refusal(feed, None)
         now = self.clock().timestamp()
         token, secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 
@@ -222,10 +248,38 @@ class WebSubService:
             await self.store.transact(feed, failed)
         return mode_label
 
+    async def _screen(self, feed: str, links: FeedLinks, known: Refusal | None) -> FeedLinks:
+        """``links`` without the hubs the policy refuses. The first refusal is recorded with
+        the links and logged by the one process that recorded it (again only if it changes).
+        A hub whose name does not resolve now stays: its request fails and is retried."""
+        allowed: list[str] = []
+        refused: Refusal | None = None
+        for hub in links.hubs:
+            check = await self.hubs.check(hub)
+            if check.refused is None:
+                allowed.append(hub)
+            elif refused is None:
+                refused = Refusal(safe_url(hub), check.refused)
+        if refused != known and await self.store.set_refusal(feed, refused) and refused:
+            log(
+                logger,
+                "websub",
+                level=logging.WARNING,
+                feed=feed,
+                action="refuse",
+                hub=refused.hub,
+                reason=refused.reason,
+                other_hubs=len(allowed),
+            )
+        return FeedLinks(tuple(allowed), links.self_url)
+
     async def _request(self, sub: Subscription, mode: str) -> str | None:
         """POST a (un)subscription request to the hub; None if it accepted (2xx), else why."""
-        if urlsplit(sub.hub).scheme.lower() not in ("http", "https"):
-            return "hub is not an http(s) URL"
+        check = await self.hubs.check(sub.hub)
+        if check.refused is not None:
+            return f"hub refused: {check.refused}"
+        if check.error is not None:
+            return check.error
         callback = sub.callback or self.callback(sub.token)
         form = {"hub.mode": mode, "hub.topic": sub.topic, "hub.callback": callback}
         if mode == "subscribe":
@@ -233,7 +287,7 @@ class WebSubService:
             form["hub.secret"] = sub.secret
         try:
             async with asyncio.timeout(HUB_TIMEOUT):
-                resp = await self.http.post(sub.hub, data=form)
+                resp = await self._post(check, form)
         except TimeoutError:
             return f"no answer within {HUB_TIMEOUT:g}s"
         except httpx.HTTPError as e:
@@ -241,6 +295,20 @@ class WebSubService:
         if 200 <= resp.status_code < 300:
             return None
         return f"HTTP {resp.status_code}"
+
+    async def _post(self, check: HubCheck, form: dict[str, str]) -> httpx.Response:
+        """POST to the first of the checked addresses that accepts a connection."""
+        last = len(check.addresses) - 1
+        for i, address in enumerate(check.addresses):
+            target = pinned(check.url, address)
+            try:
+                return await self.http.post(
+                    target.url, data=form, headers=target.headers, extensions=target.extensions
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if i == last:
+                    raise
+        raise AssertionError("a hub check that allows has addresses")
 
     # -- the callback ------------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
@@ -256,7 +324,7 @@ class WebSubService:
                 return await self._content(feed, token, request)
         except FeedwatchError as e:
             log(logger, "websub", level=logging.WARNING, error=str(e))
-            return Response(503, b"try again later\n")
+            return retry_later()
         return Response(405, b"method not allowed\n")
 
     async def _verify(self, feed: str | None, token: str, request: Request) -> Response:
@@ -316,14 +384,55 @@ class WebSubService:
                 outcome="refused", reason=f"Content-Encoding {encoding[:20]}")  # fmt: skip
             return Response(415, b"unsupported content encoding\n")
         if self.on_push is None or (self._stop is not None and self._stop.is_set()):
-            return Response(503, b"not accepting content\n")
+            return retry_later(b"not accepting content\n")
         headers = {k: v for k, v in request.headers.items() if k != "x-hub-signature"}
         self.on_push(feed, request.body, headers)
+        try:
+            await self.store.record_push(feed, token, self.clock().timestamp())
+        except FeedwatchError as e:  # bookkeeping for `feedwatch status`: the push goes on
+            log(logger, "websub", level=logging.WARNING, feed=feed, action="push", error=str(e))
         return ACCEPTED
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self.http.aclose()
+
+
+def websub_routes(
+    websub: WebSubService | None, public_url: str | None, role: str
+) -> dict[str, Handler]:
+    """The ``/websub/`` route of a process's HTTP server: the subscriber's callback, or, when
+    ``public_url`` is set in a role that takes no pushes, ``elsewhere``; none without it."""
+    if websub is not None:
+        return {PREFIX: websub.handle}
+    if public_url is None:
+        return {}
+    return {PREFIX: elsewhere(role)}
+
+
+def elsewhere(role: str) -> Handler:
+    """Answer every WebSub request 503 with ``Retry-After`` (the hub retries, maybe at a
+    process that takes pushes), warning now and at the first request (later ones at debug)."""
+    log(
+        logger,
+        "websub",
+        level=logging.WARNING,
+        role=role,
+        status=503,
+        note=f"http.public_url is set but role {role} takes no WebSub pushes: route "
+        f"{PREFIX} to processes with --role all or poller",
+    )
+    warned = False
+
+    async def handle(request: Request) -> Response:
+        nonlocal warned
+        action = "push" if request.method == "POST" else "verify"
+        level = logging.DEBUG if warned else logging.WARNING
+        log(logger, "websub", level=level, action=action, status=503, role=role)
+        warned = True
+        return retry_later(f"role {role} takes no WebSub requests\n".encode())
+
+    return handle
 
 
 def _same_request(cur: Subscription, sent: Subscription) -> bool:

@@ -1,6 +1,7 @@
 """WebSub state in Redis: per feed its discovered links and its subscription record.
 
-Keys (``daemon.keys``): ``websub:links:<feed>`` and ``websub:sub:<feed>`` (hashes),
+Keys (``daemon.keys``): ``websub:links:<feed>`` (hubs, self URL, and the refusal of a hub
+the policy forbids) and ``websub:sub:<feed>`` (hashes),
 ``websub:tokens`` (callback token → feed) and ``websub:feeds`` (the feeds to look at). Every
 change to a subscription goes through ``transact``: WATCH the record, read it, let a pure
 function decide, write in MULTI, retry if another process changed it in between. So several
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -26,6 +27,14 @@ from daemon.websub import STATES, Subscription
 logger = logging.getLogger("daemon.websub")
 T = TypeVar("T")
 _RETRIES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A hub the feed advertises that is not contacted (``daemon.hubpolicy``), and why."""
+
+    hub: str  # shown without userinfo or query
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,7 @@ def from_hash(raw: dict[Any, Any]) -> Subscription | None:
             attempts=int(h.get("attempts") or 0),
             retry_at=float(h.get("retry_at") or 0),
             error=h.get("error", ""),
+            last_push=float(h.get("last_push") or 0),
         )
     except (KeyError, ValueError):
         return None
@@ -79,13 +89,44 @@ class WebSubStore:
 
     # -- links -------------------------------------------------------------------------------
     async def links(self, feed: str) -> FeedLinks:
+        return (await self.links_and_refusal(feed))[0]
+
+    async def links_and_refusal(self, feed: str) -> tuple[FeedLinks, Refusal | None]:
+        """The feed's links, and the refusal of one of its hubs recorded by ``set_refusal``."""
         try:
             raw = await self.redis.hgetall(self.keys.websub_links(feed))
         except RedisError as e:
             raise StoreError(f"cannot read WebSub links of feed {feed}: {e}") from e
         h = {_text(k): _text(v) for k, v in raw.items()}
         hubs = tuple(line for line in h.get("hubs", "").split("\n") if line)
-        return FeedLinks(hubs, h.get("self") or None)
+        hub = h.get("refused_hub")
+        refused = Refusal(hub, h.get("refused_reason", "")) if hub else None
+        return FeedLinks(hubs, h.get("self") or None), refused
+
+    async def set_refusal(self, feed: str, refused: Refusal | None) -> bool:
+        """Record (or clear) the refusal of a hub the feed advertises, beside its links (new
+        links clear it). True if this call changed it: one process of several, once."""
+        key = self.keys.websub_links(feed)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                hub, reason = await pipe.hmget(key, ["refused_hub", "refused_reason"])
+                current = Refusal(_text(hub), _text(reason or b"")) if hub else None
+                if current == refused or (refused is not None and not await pipe.exists(key)):
+                    return False
+                pipe.multi()  # type: ignore[no-untyped-call]
+                if refused is None:
+                    pipe.hdel(key, "refused_hub", "refused_reason")
+                else:
+                    pipe.hset(
+                        key, mapping={"refused_hub": refused.hub, "refused_reason": refused.reason}
+                    )
+                await pipe.execute()
+                return True
+        except WatchError:
+            return False  # changed meanwhile (new links, or another process): looked at again
+        except RedisError as e:
+            raise StoreError(f"cannot write WebSub links of feed {feed}: {e}") from e
 
     async def set_links(self, feed: str, links: FeedLinks) -> None:
         key = self.keys.websub_links(feed)
@@ -139,6 +180,16 @@ class WebSubStore:
         except RedisError as e:
             raise StoreError(f"cannot read WebSub subscription of feed {feed}: {e}") from e
         return from_hash(raw)
+
+    async def record_push(self, feed: str, token: str, at: float) -> None:
+        """Note that the subscription with callback ``token`` delivered content at ``at``."""
+
+        def mark(cur: Subscription | None) -> tuple[None, Change]:
+            if cur is None or cur.token != token:
+                return None, Change()
+            return None, Change(write=replace(cur, last_push=at))
+
+        await self.transact(feed, mark)
 
     async def feed_for(self, token: str) -> str | None:
         """The feed whose callback path holds ``token``."""

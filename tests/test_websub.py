@@ -11,6 +11,7 @@ import pytest
 
 from daemon.config import ConfigError, config_from_dict
 from daemon.feedlinks import FeedLinks
+from daemon.status import websub_row, websub_state
 from daemon.websub import (
     DENIED_RETRY,
     MIN_LEASE,
@@ -31,6 +32,7 @@ from daemon.websub import (
     skip_poll,
     verify,
 )
+from daemon.websub_store import Refusal
 
 HUB, TOPIC = "https://hub.example/", "https://news.example/feed"
 LINKS = FeedLinks((HUB,), TOPIC)
@@ -213,10 +215,13 @@ def test_skip_poll_uses_the_slower_interval() -> None:
 def test_config_section(tmp_path: Path) -> None:
     default = config_from_dict({}, base_dir=tmp_path).websub
     assert (default.lease, default.fallback_interval) == (7 * 86400.0, 3600.0)
-    data = {"websub": {"lease": "2d", "fallback_interval": "30m"}}
+    assert default.allow_private_hubs is False
+    data = {"websub": {"lease": "2d", "fallback_interval": "30m", "allow_private_hubs": True}}
     cfg = config_from_dict(data, base_dir=tmp_path).websub
     assert (cfg.lease, cfg.fallback_interval) == (172800.0, 1800.0)
+    assert cfg.allow_private_hubs is True
     for bad, where, message in [
+        ({"allow_private_hubs": "yes"}, "websub.allow_private_hubs", "expected true or false"),
         ({"lease": "10m"}, "websub.lease", "must be at least 3600s"),
         ({"fallback_interval": "soon"}, "websub.fallback_interval", "expected a duration"),
         ({"leese": "1d"}, "websub.leese", "unknown key 'leese' (did you mean 'lease'?)"),
@@ -225,3 +230,25 @@ def test_config_section(tmp_path: Path) -> None:
             config_from_dict({"websub": bad}, base_dir=tmp_path)
         [problem] = info.value.problems
         assert problem.where == where and message in problem.message, problem
+
+
+def test_status_states() -> None:
+    """What `feedwatch status` calls a subscription, from its record and the time."""
+    a = active()
+    assert websub_state(sub(state="pending"), T0) == "pending"
+    assert websub_state(a, T0 + 1) == "verified"
+    assert websub_state(a, a.renew_at()) == "expiring"  # due, not renewed (yet)
+    assert websub_state(replace(a, renewing=a.renew_at()), a.renew_at() + 1) == "renewing"
+    assert websub_state(a, a.expires_at) == "expired"
+    for state in ("failed", "denied", "unsubscribing"):
+        assert websub_state(sub(state=state), T0) == state
+    row = websub_row("f", True, replace(a, hub="https://u:pw@hub.example/x?k=1"), LINKS, None, T0)
+    assert row is not None and row["hub"] == "https://hub.example/x"  # no credentials
+    refused = Refusal("http://10.0.0.1/", "10.0.0.1 is a private address")
+    assert websub_row("f", True, None, LINKS, refused, T0) == {
+        "feed": "f", "configured": True, "state": "refused", "hub": "http://10.0.0.1/",
+        "error": "10.0.0.1 is a private address",
+    }  # fmt: skip
+    assert websub_row("f", True, None, LINKS, None, T0)["state"] == "discovered"  # type: ignore[index]
+    assert websub_row("f", False, None, LINKS, None, T0) is None  # left the config
+    assert websub_row("f", True, None, FeedLinks(), None, T0) is None

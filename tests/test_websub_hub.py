@@ -122,7 +122,12 @@ async def rig(redis_url: str, feed_server: FeedServer, tmp_path: Path) -> AsyncI
             websub = WebSubService(
                 WebSubStore(r, KEYS),
                 feeds,
-                WebSubSettings(public_url=server.url, lease=LEASE, fallback_interval=FALLBACK),
+                WebSubSettings(
+                    public_url=server.url,
+                    lease=LEASE,
+                    fallback_interval=FALLBACK,
+                    allow_private_hubs=True,  # the hub is on 127.0.0.1
+                ),
                 client,
                 clock=clock,
             )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import socket
 
+import httpx
+
 from tests.e2e.conftest import Feedwatch
 from tests.e2e.test_lifecycle import Lines
 from tests.support.httpserver import FeedServer
@@ -42,7 +44,7 @@ def test_daemon_subscribes_and_alerts_on_a_signed_push(
     fw.add_feed("n", feed_server.url("/n.xml"), interval="1h")
     port = _free_port()
     fw.config["http"] = {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"}
-    fw.config["websub"] = {"lease": "2d", "fallback_interval": "6h"}
+    fw.config["websub"] = {"lease": "2d", "fallback_interval": "6h", "allow_private_hubs": True}
     proc = fw.popen("run")
     out, err = Lines(proc.stdout), Lines(proc.stderr)
     try:
@@ -76,3 +78,34 @@ def test_daemon_subscribes_and_alerts_on_a_signed_push(
     assert request["hub.callback"].rsplit("/", 1)[1] not in text
     assert "Shelling" not in "".join(out.lines)  # the forged push raised nothing
     assert feed_server.hits("/n.xml") == 1  # subscribed: no second poll within 6 h
+
+
+def test_notifier_role_asks_hubs_to_retry_later(fw: Feedwatch) -> None:
+    """`--role notifier` takes no pushes: with http.public_url set it says so at start, and
+    answers every /websub/ request 503 with Retry-After (never 404: to a verification that
+    means "cancel this subscription"); its other routes work."""
+    fw.config["http"] = {"listen": "127.0.0.1:0", "public_url": "https://fw.example.org"}
+    proc = fw.popen("run", "--role", "notifier")
+    err = Lines(proc.stderr)
+    try:
+        started = err.lines[err.wait_for(" started ", timeout=60)]
+        base = "http://127.0.0.1:" + started.split("http=127.0.0.1:")[1].split()[0]
+        warning = err.lines[err.wait_for("takes no WebSub pushes")]
+        assert "WARNING websub role=notifier" in warning and "--role all or poller" in warning
+        query = {"hub.mode": "subscribe", "hub.topic": "https://n.example/"}
+        query["hub.challenge"] = "ch-4711"
+        verify = httpx.get(f"{base}/websub/sometoken", params=query)
+        push = httpx.post(f"{base}/websub/sometoken", content=b"<rss/>")
+        for resp in (verify, push):
+            assert resp.status_code == 503 and resp.headers["retry-after"] == "60"
+        assert "ch-4711" not in verify.text
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        i = err.wait_for("action=verify status=503")
+        assert "WARNING" in err.lines[i]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
