@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.silence import Silences
 from daemon.store import FeedStore
+from tests.support.clock import ManualClock
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
 
@@ -36,18 +37,7 @@ MIN, HOUR, DAY = 60.0, 3600.0, 86400.0
 FEED = {"name": "a", "interval": "10m", "min_interval": "1m", "max_interval": "1h"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-Rig = tuple[Poller, Clock, aioredis.Redis, FeedServer]
+Rig = tuple[Poller, ManualClock, aioredis.Redis, FeedServer]
 
 
 @pytest.fixture
@@ -55,7 +45,7 @@ async def rig(redis_url: str, feed_server: FeedServer, tmp_path: Path) -> AsyncI
     (tmp_path / "r.yaml").write_text("rules:\n  - {id: kursk, query: Kursk}\n")
     matcher = Matcher(load_rules([tmp_path / "r.yaml"]))
     r = aioredis.Redis.from_url(redis_url)
-    clock = Clock()
+    clock = ManualClock()
     publisher = Publisher(r, KEYS)
     feed = FeedConfig(
         name="a",

@@ -4,7 +4,7 @@ alert_after raises one feed-health alert per failure episode."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.silence import Silences
 from daemon.store import FeedStore
+from tests.support.clock import ManualClock
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
 from tests.support.redis_topologies import aclient
@@ -31,22 +32,14 @@ KEYS = Keys("fh")
 HOUR = 3600.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 async def rig(
     redis_url: str, feed_server: FeedServer, tmp_path: Path
-) -> AsyncIterator[tuple[Poller, Clock, aioredis.Redis]]:
+) -> AsyncIterator[tuple[Poller, ManualClock, aioredis.Redis]]:
     (tmp_path / "r.yaml").write_text("rules:\n  - {id: kursk, query: Kursk}\n")
     matcher = Matcher(load_rules([tmp_path / "r.yaml"]))
     r = aclient(redis_url)
-    clock = Clock()
+    clock = ManualClock()
     publisher = Publisher(r, KEYS)
     async with Fetcher(FetchSettings(deadline=5)) as fetcher:
         poller = Poller(
@@ -74,7 +67,7 @@ async def rig(
     await r.aclose()
 
 
-async def fail_for(poller: Poller, clock: Clock, hours: float) -> int:
+async def fail_for(poller: Poller, clock: ManualClock, hours: float) -> int:
     """Poll every 15 minutes for ``hours``; the number of alerts the polls raised."""
     raised = 0
     end = clock.now + timedelta(hours=hours)
@@ -85,7 +78,7 @@ async def fail_for(poller: Poller, clock: Clock, hours: float) -> int:
 
 
 async def test_one_alert_per_failure_episode(
-    rig: tuple[Poller, Clock, aioredis.Redis], feed_server: FeedServer
+    rig: tuple[Poller, ManualClock, aioredis.Redis], feed_server: FeedServer
 ) -> None:
     """Failing 5 h: nothing; at 6 h: one feed-health alert; still failing: no second one;
     after a success, a new episode alerts again after 6 h."""
@@ -110,7 +103,7 @@ async def test_one_alert_per_failure_episode(
 
 
 async def test_silenced_feed_health(
-    rig: tuple[Poller, Clock, aioredis.Redis], feed_server: FeedServer
+    rig: tuple[Poller, ManualClock, aioredis.Redis], feed_server: FeedServer
 ) -> None:
     """`silence add feed-health` keeps the episode quiet while it lasts."""
     poller, clock, r = rig

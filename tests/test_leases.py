@@ -25,6 +25,7 @@ from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.store import FeedStore
+from tests.support.clock import ManualClock
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer, Request, Response
 
@@ -32,23 +33,12 @@ KEYS = Keys("lt")
 INTERVAL = 60.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 class Rig:
     """Two pollers, ``a`` and ``b``, as two processes would have them: one Redis, one clock."""
 
     def __init__(self, r: aioredis.Redis, fetcher: Fetcher, matcher: Matcher, url: str) -> None:
         self.r = r
-        self.clock = Clock()
+        self.clock = ManualClock()
         self.feed = FeedConfig(name="f", url=url, interval=INTERVAL, backfill=None)
         self.a = self.poller("a", fetcher, matcher)
         self.b = self.poller("b", fetcher, matcher)

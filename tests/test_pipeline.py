@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,31 +20,21 @@ from daemon.poller import Poller
 from daemon.publish import Publisher
 from daemon.rules import load_rules
 from daemon.store import FeedStore
+from tests.support.clock import ManualClock
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
 from tests.support.redis_topologies import aclient
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 async def rig(
     redis_url: str, feed_server: FeedServer, tmp_path: Path
-) -> AsyncIterator[tuple[Poller, Clock, aioredis.Redis]]:
+) -> AsyncIterator[tuple[Poller, ManualClock, aioredis.Redis]]:
     (tmp_path / "r.yaml").write_text("rules:\n  - {id: kursk, title: Kursk, query: Kursk}\n")
     matcher = Matcher(load_rules([tmp_path / "r.yaml"]))
     r = aclient(redis_url)
     keys = Keys("pt")
-    clock = Clock()
+    clock = ManualClock()
     async with Fetcher(FetchSettings(deadline=5)) as fetcher:
         poller = Poller(
             Pipeline(
@@ -72,7 +62,7 @@ def feed(*titles: str, when: datetime) -> bytes:
 
 
 async def test_outcomes_and_alerts(
-    rig: tuple[Poller, Clock, aioredis.Redis], feed_server: FeedServer
+    rig: tuple[Poller, ManualClock, aioredis.Redis], feed_server: FeedServer
 ) -> None:
     """ok with alerts, then unchanged, then a new item alerts alone."""
     poller, clock, r = rig
@@ -88,7 +78,7 @@ async def test_outcomes_and_alerts(
 
 
 async def test_failure_backs_off_and_success_resets(
-    rig: tuple[Poller, Clock, aioredis.Redis], feed_server: FeedServer
+    rig: tuple[Poller, ManualClock, aioredis.Redis], feed_server: FeedServer
 ) -> None:
     """A 500 makes the next polls 'backoff' until the clock passes; success resets."""
     poller, clock, _r = rig
@@ -111,7 +101,7 @@ async def test_failure_backs_off_and_success_resets(
 
 
 async def test_retry_after_is_honoured(
-    rig: tuple[Poller, Clock, aioredis.Redis], feed_server: FeedServer
+    rig: tuple[Poller, ManualClock, aioredis.Redis], feed_server: FeedServer
 ) -> None:
     """429 with Retry-After: 1800 keeps the feed quiet for 30 minutes, not 2 intervals."""
     poller, clock, _r = rig
@@ -125,7 +115,7 @@ async def test_retry_after_is_honoured(
 
 
 async def test_submit_never_overlaps_and_drain_waits(
-    rig: tuple[Poller, Clock, aioredis.Redis], feed_server: FeedServer
+    rig: tuple[Poller, ManualClock, aioredis.Redis], feed_server: FeedServer
 ) -> None:
     """A second submit while a poll is in flight is refused; drain waits for it."""
     poller, clock, _r = rig
@@ -149,7 +139,7 @@ async def test_submit_never_overlaps_and_drain_waits(
 
 
 async def test_scale_out_leases_and_freshness(
-    rig: tuple[Poller, Clock, aioredis.Redis], feed_server: FeedServer
+    rig: tuple[Poller, ManualClock, aioredis.Redis], feed_server: FeedServer
 ) -> None:
     """Two processes on one Redis: a feed held by the other is 'leased', one polled by the
     other within the interval is 'fresh'; an explicit poll (run --once) still polls."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from daemon.silence import Silences
 from daemon.store import FeedStore
 from daemon.story import fingerprint
 from daemon.story_store import StoryStore
+from tests.support.clock import ManualClock
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
 from tests.support.redis_topologies import aclient
@@ -49,22 +50,11 @@ def story_entry(name: str, when: datetime) -> Entry:
     return Entry(name, it["title"], it["text"], when, f"https://news.example.org/{name}")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 class Rig:
     """Pollers of feeds a, b, c on one Redis, with stories and silences."""
 
     def __init__(self, r: aioredis.Redis, server: FeedServer, fetcher: Fetcher, rules: Path):
-        self.r, self.server, self.clock = r, server, Clock()
+        self.r, self.server, self.clock = r, server, ManualClock()
         self.fetcher, self.rules = fetcher, rules
         self.poller = self.make_poller(r)
 

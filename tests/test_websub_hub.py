@@ -9,7 +9,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -32,23 +31,13 @@ from daemon.store import FeedStore
 from daemon.websub import RENEW_FRACTION
 from daemon.websub_service import PREFIX, WebSubService, WebSubSettings
 from daemon.websub_store import WebSubStore
+from tests.support.clock import ManualClock
 from tests.support.httpserver import FeedServer
 from tests.support.websubhub import Hub
 
 KEYS = Keys("ws")
 LEASE = 86400
 FALLBACK = 600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def feed_xml(server: FeedServer, *items: tuple[str, str], hub: bool = True) -> bytes:
@@ -83,7 +72,7 @@ class Node:
 
 @dataclass
 class Rig:
-    clock: Clock
+    clock: ManualClock
     redis: aioredis.Redis
     hub: Hub
     feeds: FeedServer
@@ -103,7 +92,7 @@ async def rig(redis_url: str, feed_server: FeedServer, tmp_path: Path) -> AsyncI
     (tmp_path / "r.yaml").write_text("rules:\n  - {id: kursk, title: Kursk, query: Kursk}\n")
     matcher = Matcher(load_rules([tmp_path / "r.yaml"]))
     r = aioredis.Redis.from_url(redis_url)
-    clock = Clock()
+    clock = ManualClock()
     feeds = {"a": FeedConfig(name="a", url=feed_server.url("/a.xml"), interval=60.0, backfill=0)}
     hub = Hub(feed_server)
     nodes: list[Node] = []
