@@ -38,18 +38,18 @@ from daemon.config_values import (
     Name,
     Severity,
     Size,
-    _feed_url,
-    _lease,
-    _lease_ttl,
-    _listen,
-    _lower,
-    _not_bool,
-    _one_or_many,
-    _prefix,
-    _public_url,
-    _quiet_factor,
-    _redis_url,
-    _story_window,
+    check_feed_url,
+    check_lease,
+    check_lease_ttl,
+    check_listen,
+    check_prefix,
+    check_public_url,
+    check_quiet_factor,
+    check_redis_url,
+    check_story_window,
+    lowercase,
+    not_bool,
+    one_or_many,
     split_listen,
 )
 
@@ -92,15 +92,15 @@ class PollingConfig(_Strict):
     shutdown_grace: Duration = 10.0
     parse_workers: Int = Field(default=0, ge=0)  # 0 = one per CPU
     # How long a story is remembered after its first item (daemon/story_store.py).
-    story_window: Annotated[float, PlainValidator(_story_window)] = 48 * 3600.0
+    story_window: Annotated[float, PlainValidator(check_story_window)] = 48 * 3600.0
     # A feed failing this long raises a feed-health alert (daemon/feed_health.py); 0: never.
     alert_after: Duration = 6 * 3600.0
     # A feed silent for quiet_factor x its usual gap (and at least quiet_min) raises a
     # feed-health alert (daemon/rhythm.py); 0: never.
-    quiet_factor: Annotated[float, AfterValidator(_quiet_factor), _not_bool("a number")] = 4.0
+    quiet_factor: Annotated[float, AfterValidator(check_quiet_factor), not_bool("a number")] = 4.0
     quiet_min: Duration = 12 * 3600.0
     # A poll's lease on its feed (daemon/leases.py), renewed every third of it while it runs.
-    lease_ttl: Annotated[float, PlainValidator(_lease_ttl)] = 30.0
+    lease_ttl: Annotated[float, PlainValidator(check_lease_ttl)] = 30.0
 
 
 class DeliveryConfig(_Strict):
@@ -118,8 +118,8 @@ class HttpConfig(_Strict):
     """The health and metrics endpoint (``daemon.http``). ``public_url``: how others reach it
     (WebSub callbacks: ``<public_url>/websub/…``; set it to turn WebSub on)."""
 
-    listen: Annotated[str, AfterValidator(_listen)]
-    public_url: Annotated[str, AfterValidator(_public_url)] | None = None
+    listen: Annotated[str, AfterValidator(check_listen)]
+    public_url: Annotated[str, AfterValidator(check_public_url)] | None = None
 
     @property
     def host(self) -> str:
@@ -137,14 +137,14 @@ class WebSubConfig(_Strict):
     ``allow_private_hubs``: contact hubs on loopback, private, link-local… addresses (hub URLs
     come from feeds: off, such a hub is refused)."""
 
-    lease: Annotated[float, PlainValidator(_lease)] = 7 * 86400.0
+    lease: Annotated[float, PlainValidator(check_lease)] = 7 * 86400.0
     fallback_interval: Interval = 3600.0
     allow_private_hubs: Annotated[bool, Field(strict=True)] = False
 
 
 class LogConfig(_Strict):
     level: Annotated[
-        Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
+        Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(lowercase)
     ] = "info"
     format: Literal["text", "json"] = "text"
 
@@ -155,10 +155,10 @@ class LogConfig(_Strict):
 class RawTop(_Strict):
     """Top-level keys. Sections are ``Any`` here and validated one by one."""
 
-    redis: Annotated[str, AfterValidator(_redis_url)] | None = None
-    prefix: Annotated[str, AfterValidator(_prefix)] = "feedwatch"
+    redis: Annotated[str, AfterValidator(check_redis_url)] | None = None
+    prefix: Annotated[str, AfterValidator(check_prefix)] = "feedwatch"
     state_dir: str = ".feedwatch"
-    rules: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] = ("rules",)
+    rules: Annotated[tuple[str, ...], BeforeValidator(one_or_many)] = ("rules",)
     defaults: Any = None
     feeds: Any = None
     notifiers: Any = None
@@ -180,7 +180,7 @@ class RawFeed(_Strict):
     """One ``feeds`` entry. Omitted (or null) overrides take the value from ``defaults``."""
 
     name: Name
-    url: Annotated[str, AfterValidator(_feed_url)]
+    url: Annotated[str, AfterValidator(check_feed_url)]
     interval: Interval = MIN_INTERVAL
     min_interval: Interval | None = None
     max_interval: Interval | None = None

@@ -2,7 +2,7 @@
 
 Each ``Annotated`` type (``Duration``, ``Interval``, ``Size``, ``Name``, ...) checks and converts
 one kind of value and raises ``PydanticCustomError`` with a message written for people; values
-that may hold secrets (Redis and feed URLs) are never echoed. The underscored checks are the
+that may hold secrets (Redis and feed URLs) are never echoed. The ``check_*`` functions are the
 building blocks of these types and of the few one-off fields in ``daemon.config_models``.
 """
 
@@ -47,11 +47,11 @@ def _duration(value: Any, *, minimum: float = 0.0) -> float:
     return seconds
 
 
-def _story_window(value: Any) -> float:
+def check_story_window(value: Any) -> float:
     return _duration(value, minimum=60.0)
 
 
-def _lease_ttl(value: Any) -> float:
+def check_lease_ttl(value: Any) -> float:
     return _duration(value, minimum=MIN_LEASE_TTL)
 
 
@@ -59,7 +59,7 @@ def _interval(value: Any) -> float:
     return _duration(value, minimum=MIN_INTERVAL)
 
 
-def _quiet_factor(value: float) -> float:
+def check_quiet_factor(value: float) -> float:
     if value != 0 and not 1 <= value <= 1000:
         raise PydanticCustomError(
             "quiet_factor",
@@ -125,7 +125,7 @@ def _name(value: str) -> str:
     return value
 
 
-def _prefix(value: str) -> str:
+def check_prefix(value: str) -> str:
     if not _PREFIX.fullmatch(value):
         raise PydanticCustomError(
             "prefix", "a key prefix may contain only letters, digits, '-', '_', '.' and ':'"
@@ -133,7 +133,7 @@ def _prefix(value: str) -> str:
     return value
 
 
-def _redis_url(value: str) -> str:
+def check_redis_url(value: str) -> str:
     # The URL may hold a password: never echo it (daemon.redis_url's messages do not).
     try:
         redis_url.parse(value)
@@ -142,7 +142,7 @@ def _redis_url(value: str) -> str:
     return value
 
 
-def _feed_url(value: str) -> str:
+def check_feed_url(value: str) -> str:
     # Feed URLs may carry tokens: show the scheme at most.
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https"):
@@ -164,7 +164,7 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _listen(value: str) -> str:
+def check_listen(value: str) -> str:
     try:
         split_listen(value)
     except ValueError:
@@ -176,18 +176,18 @@ def _listen(value: str) -> str:
     return value.strip()
 
 
-def _public_url(value: str) -> str:
+def check_public_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise PydanticCustomError("public_url", "expected an http:// or https:// URL with a host")
     return value
 
 
-def _one_or_many(value: Any) -> Any:
+def one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-def _not_bool(expected: str) -> BeforeValidator:
+def not_bool(expected: str) -> BeforeValidator:
     """pydantic reads ``true`` as 1; in a config file that is always a mistake."""
 
     def check(value: Any) -> Any:
@@ -198,11 +198,11 @@ def _not_bool(expected: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _lower(value: Any) -> Any:
+def lowercase(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _lease(value: Any) -> float:
+def check_lease(value: Any) -> float:
     return _duration(value, minimum=3600.0)
 
 
@@ -217,7 +217,7 @@ Backfill = Annotated[float | None, PlainValidator(_backfill)]
 DigestWindow = Annotated[float, PlainValidator(_digest)]
 Size = Annotated[int, PlainValidator(_size)]
 Name = Annotated[str, AfterValidator(_name)]
-Int = Annotated[int, _not_bool("a whole number")]
-Count = Annotated[int, Field(ge=1), _not_bool("a whole number")]
-Fraction = Annotated[float, _not_bool("a number")]
+Int = Annotated[int, not_bool("a whole number")]
+Count = Annotated[int, Field(ge=1), not_bool("a whole number")]
+Fraction = Annotated[float, not_bool("a number")]
 Severity = Literal["info", "low", "medium", "high", "critical"]
