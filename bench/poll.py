@@ -37,10 +37,7 @@ from typing import Any
 
 import proctree
 import psutil  # type: ignore[import-untyped]
-from proctree import CpuMeter, machine
-
-# bench/scale.py imports these from here (it could import them from proctree instead)
-_busy, _cpu_of = proctree.busy_cpu, proctree.cpu_of
+from proctree import CpuMeter, children, cpu_by_role, machine, tree_sample
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -93,54 +90,6 @@ class Run:
     error: str | None = None
 
 
-def _label(p: psutil.Process, main: psutil.Process) -> str:
-    """A short role name for a process of the tree, for the CPU breakdown."""
-    if p.pid == main.pid:
-        return "main"
-    try:
-        name, cmd = p.name(), " ".join(p.cmdline())
-    except psutil.Error:
-        return "?"
-    if "resource_tracker" in cmd:
-        return "resource_tracker"
-    if "forkserver" in cmd or "multiprocessing" in cmd:
-        try:
-            parent = p.ppid()
-        except psutil.Error:
-            parent = 0
-        # a fork server is the tree's child; workers are its children (or spawned by main)
-        return "forkserver" if "forkserver" in cmd and parent == main.pid else "parse worker"
-    return str(name)
-
-
-def _tree_sample(
-    proc: psutil.Process, kids: list[psutil.Process], cpu: dict[int, tuple[str, float]]
-) -> tuple[int, int]:
-    """Summed RSS and process count of the tree; updates ``cpu`` (pid -> role, CPU seconds)."""
-    total, n = 0, 0
-    for p in (proc, *kids):
-        try:
-            with p.oneshot():
-                total += p.memory_info().rss
-                t = p.cpu_times()
-            n += 1
-        except psutil.Error:
-            continue
-        label = cpu[p.pid][0] if p.pid in cpu else _label(p, proc)
-        cpu[p.pid] = (label, t.user + t.system)
-    return total, n
-
-
-def cpu_by_role(cpu: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds per role, e.g. {"main": 9.1, "worker x2": 14.0, "redis-server": 0.8}."""
-    roles: dict[str, list[float]] = {}
-    for label, secs in cpu.values():
-        roles.setdefault(label, []).append(secs)
-    return {
-        (k if len(v) == 1 else f"{k} x{len(v)}"): round(sum(v), 2) for k, v in sorted(roles.items())
-    }
-
-
 @dataclass
 class Measured:
     wall: float
@@ -180,12 +129,10 @@ def measure(
             i = 0
             while not done.is_set():
                 if i % 5 == 0:
-                    try:
-                        kids = ps.children(recursive=True)
-                    except psutil.Error:
-                        kids = []
-                rss, n = _tree_sample(ps, kids, cpu)
-                peak, peak_n = max(peak, rss), max(peak_n, n)
+                    kids = children(ps)
+                read = tree_sample(ps, kids, cpu)
+                peak = max(peak, sum(rss for _, rss in read))
+                peak_n = max(peak_n, len(read))
                 i += 1
                 done.wait(SAMPLE_EVERY)
 
@@ -224,11 +171,7 @@ def measure(
 
 
 def _kill_tree(ps: psutil.Process) -> None:
-    try:
-        kids = ps.children(recursive=True)
-    except psutil.Error:
-        kids = []
-    for p in (ps, *kids):
+    for p in (ps, *children(ps)):
         try:
             p.kill()
         except psutil.Error:

@@ -176,9 +176,13 @@ class Poller:
 
     async def _leased_elsewhere(self, name: str) -> PollResult:
         """Another process polls the feed now: due again when its lease ends (then its claim
-        says more), so a lease that outlives a dead process costs no whole interval."""
+        says more), so a lease that outlives a dead process costs no whole interval; but no
+        later than one (configured) interval: a live poll releases its lease long before the
+        lease's ttl, and a process that waited the whole ttl (30 s by default) would lose a
+        feed it prefers to the others' patience for several short intervals."""
         remaining = await self.leases.remaining(name) if self.leases is not None else None
-        due = self.pipeline.clock().timestamp() + remaining if remaining else None
+        wait = min(remaining, self.feeds[name].interval) if remaining else None
+        due = self.pipeline.clock().timestamp() + wait if wait else None
         return PollResult(feed=name, outcome="leased", next_poll=due)
 
     async def _leased_poll(

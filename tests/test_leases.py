@@ -5,8 +5,9 @@ runs; a claim keeps a feed to one poll per interval across processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,6 +79,22 @@ async def rig(redis_url: str, feed_server: FeedServer, tmp_path: Path) -> AsyncI
 def body(*titles: str) -> bytes:
     when = datetime(2026, 11, 21, 11, 0, tzinfo=UTC)
     return rss([Entry(f"g{i}", t, t, when) for i, t in enumerate(titles)])
+
+
+@contextlib.contextmanager
+def stalled(feed_server: FeedServer) -> Iterator[None]:
+    """Fetches of the feed hang (up to 10 s) until the block ends."""
+    release = threading.Event()
+
+    def stall(req: Request) -> Response:
+        release.wait(10)
+        return Response(200, body("Weather"))
+
+    feed_server.set_handler("/f.xml", stall)
+    try:
+        yield
+    finally:
+        release.set()
 
 
 def test_a_claim_lasts_the_interval_less_a_small_slack() -> None:
@@ -189,14 +206,7 @@ async def test_a_cancelled_poll_gives_its_claim_and_lease_back(
 ) -> None:
     """A poll cancelled mid-fetch (a forced shutdown) committed nothing: another process may
     poll the feed at once, without waiting for the claim or the lease to run out."""
-    release = threading.Event()
-
-    def stall(req: Request) -> Response:
-        release.wait(10)
-        return Response(200, body("Weather"))
-
-    feed_server.set_handler("/f.xml", stall)
-    try:
+    with stalled(feed_server):
         poll = asyncio.create_task(rig.tick(rig.a))
         assert await asyncio.to_thread(feed_server.wait_in_flight, "/f.xml", 1, 10)
         assert await rig.tick(rig.b) == "leased"
@@ -204,10 +214,29 @@ async def test_a_cancelled_poll_gives_its_claim_and_lease_back(
         with pytest.raises(asyncio.CancelledError):
             await poll
         assert await rig.r.exists(KEYS.claim("f"), KEYS.lease("f")) == 0
-    finally:
-        release.set()
     feed_server.set("/f.xml", body("Weather"))
     assert await rig.tick(rig.b) == "ok"
+
+
+async def test_a_tick_refused_by_a_lease_comes_back_within_an_interval(
+    rig: Rig, feed_server: FeedServer
+) -> None:
+    """A tick that meets another process's lease is due again when the lease ends, or one
+    interval later if that is sooner: the lease outlives its poll (renewed ttl), so waiting
+    for its whole ttl would keep the process off the feed for several intervals."""
+    assert rig.a.leases is not None
+    rig.a.lease_ttl = 2 * INTERVAL  # a lease longer than the interval
+    with stalled(feed_server):
+        poll = asyncio.create_task(rig.tick(rig.a))
+        assert await asyncio.to_thread(feed_server.wait_in_flight, "/f.xml", 1, 10)
+        refused = await rig.b.poll(rig.feed, scheduled=True)
+        assert refused.outcome == "leased"
+        assert refused.next_poll == rig.clock.now.timestamp() + INTERVAL
+        await rig.a.leases.renew({"f": INTERVAL / 4})  # a lease ending sooner: its end
+        refused = await rig.b.poll(rig.feed, scheduled=True)
+        assert refused.next_poll is not None
+        assert refused.next_poll <= rig.clock.now.timestamp() + INTERVAL / 4
+    assert (await poll) == "ok"
 
 
 async def test_the_lease_is_renewed_while_the_poll_runs(rig: Rig, feed_server: FeedServer) -> None:
@@ -228,20 +257,11 @@ async def test_the_lease_is_renewed_while_the_poll_runs(rig: Rig, feed_server: F
         return kept
 
     leases.renew = counting  # type: ignore[method-assign]
-    release = threading.Event()
-
-    def stall(req: Request) -> Response:
-        release.wait(10)
-        return Response(200, body("Weather"))
-
-    feed_server.set_handler("/f.xml", stall)
-    try:
+    with stalled(feed_server):
         poll = asyncio.create_task(rig.tick(rig.a))
         await asyncio.wait_for(enough.wait(), 10)
         assert renewals[:4] == [True] * 4  # the lease was still ours at every renewal
         assert await rig.r.get(KEYS.lease("f")) == b"a"
         assert await rig.tick(rig.b) == "leased"
-    finally:
-        release.set()
     assert (await poll) == "ok"
     assert await rig.r.exists(KEYS.lease("f")) == 0
