@@ -81,7 +81,7 @@ class Keys:
         return f"{self.tag}:lease:{feed}"
 
     def claim(self, feed: str) -> str:
-        """``"<since ms> <owner>"``: the feed was polled this interval (``daemon/leases.py``)."""
+        """``"<since ms> <length ms> <owner>"``: polled this interval (``daemon/leases.py``)."""
         return f"{self.tag}:claim:{feed}"
 
     # -- process-level -----------------------------------------------------------------------

@@ -7,7 +7,7 @@ share the work:
   poll, renewed every ``lease_ttl / 3`` while the poll runs (owner-only ``PEXPIRE``), released
   after it (owner-only ``DEL``). No two polls of one feed at once, in any process; the lease of
   a process that died (SIGKILL, lost host) expires within ``lease_ttl``.
-* **Claim** ``{p}:claim:<feed>`` = ``"<since ms> <owner>"``: taken atomically (Lua) by a
+* **Claim** ``{p}:claim:<feed>`` = ``"<since ms> <length ms> <owner>"``: taken atomically (Lua) by a
   scheduled poll, under the lease, once it decided to fetch (the feed is not in backoff), and
   stamped again when the poll ends, so it lasts :func:`claim_ttl` (the interval less a small
   slack) from the poll's request at least. Another process's tick inside that window skips the
@@ -22,7 +22,10 @@ share the work:
   --once``, triggered polls) do not ask for the claim, and stamp it. A WebSub push is no
   fetch: it takes the lease (no overlap with a poll) but neither asks for nor stamps a claim.
   A refused tick learns when the claim opens to it, and the scheduler moves that process's
-  job there (``daemon/scheduling.py``): one skipped tick per interval and process at most.
+  job there (``daemon/scheduling.py``): one skipped tick per interval and process at most,
+  and a cheap one: a scheduled tick first reads the claim (``peek``, one GET, with the length
+  its claimer stored), and only a tick the claim lets through takes the lease, reads the
+  feed's state and claims atomically.
 
 Guarantees, with ``I`` the interval and ``J`` the scheduler's jitter: two polls of a feed by two
 processes are at least ``claim_ttl(I)`` apart (measured between their requests); a process
@@ -82,24 +85,19 @@ _CLAIM = """
 local v = redis.call('GET', KEYS[1])
 local now, length, patience = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if v then
-  local sep = string.find(v, ' ', 1, true)
-  if sep then
-    local since = tonumber(string.sub(v, 1, sep - 1)) or 0
-    local mine = string.sub(v, sep + 1) == ARGV[1]
-    local opens = since + length + patience
-    if not (mine and patience == 0) and now < opens then return opens end
+  local since, _, owner = string.match(v, '^(%d+) (%d+) (.+)$')
+  if since then
+    local opens = tonumber(since) + length + patience
+    if not (owner == ARGV[1] and patience == 0) and now < opens then return opens end
   end
 end
-redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[1], 'PX', 2 * length + patience)
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[1], 'PX', 2 * length + patience)
 return 0
 """
 # KEYS: claim. ARGV: owner. Deletes the claim if it is ours.
 _UNCLAIM = """
 local v = redis.call('GET', KEYS[1])
-if v then
-  local sep = string.find(v, ' ', 1, true)
-  if sep and string.sub(v, sep + 1) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-end
+if v and string.match(v, '^%d+ %d+ (.+)$') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -111,6 +109,16 @@ def claim_ttl(interval: float) -> float:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _parse_claim(raw: bytes | str) -> tuple[float, float, str | None]:
+    """``"<since ms> <length ms> <owner>"`` → (since s, length s, owner); owner None if the
+    value is not a claim."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    parts = text.split(" ", 2)
+    if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return 0.0, 0.0, None
+    return int(parts[0]) / 1000, int(parts[1]) / 1000, parts[2]
 
 
 class Leases:
@@ -219,6 +227,25 @@ class Leases:
         except RedisError as e:
             raise StoreError(f"cannot claim feed {feed}: {e}") from e
         return None if opens == 0 else opens / 1000
+
+    async def peek(self, feed: str, now: datetime) -> float | None:
+        """The claim check without the claim, from the length the claimer stored (one GET, no
+        lease, no state; the patience counted on that length, within 5 % of the interval):
+        when ``feed``'s claim opens to us (epoch s), or None if it may be open now. A scheduled
+        tick of a feed another process holds ends here, cheaply; one that passes takes the
+        lease and then the claim itself (``attempt``), atomically."""
+        try:
+            raw = await self.redis.get(self.keys.claim(feed))
+        except RedisError as e:
+            raise StoreError(f"cannot read the claim of feed {feed}: {e}") from e
+        if raw is None:
+            return None
+        since, length, owner = _parse_claim(raw)
+        patience = self.patience(feed, length)
+        if owner is None or (owner == self.owner and patience == 0):
+            return None
+        opens = since + length + patience
+        return opens if now.timestamp() < opens else None
 
     async def unclaim(self, feed: str) -> None:
         """Give our claim back (a poll that did not complete); finishes even if cancelled."""

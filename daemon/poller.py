@@ -139,13 +139,16 @@ class Poller:
             start = time.perf_counter()
             result: PollResult | None = None
             try:
-                async with self._lease(feed.name) as leased:
-                    if not leased:
-                        result = await self._leased_elsewhere(feed.name)
-                    else:
-                        result = await self._leased_poll(
-                            feed, start, scheduled=scheduled, pushed=pushed
-                        )
+                if scheduled and pushed is None:
+                    result = await self._claimed_elsewhere(feed.name)
+                if result is None:
+                    async with self._lease(feed.name) as leased:
+                        if not leased:
+                            result = await self._leased_elsewhere(feed.name)
+                        else:
+                            result = await self._leased_poll(
+                                feed, start, scheduled=scheduled, pushed=pushed
+                            )
             except asyncio.CancelledError:
                 raise
             except StoreError as e:
@@ -173,6 +176,14 @@ class Poller:
         if self.leases is None:
             return contextlib.nullcontext(True)
         return self.leases.hold(name, self.lease_ttl)
+
+    async def _claimed_elsewhere(self, name: str) -> PollResult | None:
+        """A tick of a feed another process claimed this interval: ``fresh``, due when the
+        claim opens to us, found with one GET (no lease, no state); None: go on."""
+        if self.leases is None:
+            return None
+        opens = await self.leases.peek(name, self.pipeline.clock())
+        return None if opens is None else PollResult(name, "fresh", next_poll=opens)
 
     async def _leased_elsewhere(self, name: str) -> PollResult:
         """Another process polls the feed now: due again when its lease ends (then its claim

@@ -183,7 +183,7 @@ async def test_two_processes_poll_a_feed_once_per_interval(
     rig.clock.advance(1)
     assert await rig.tick(rig.a) == "fresh"
     assert feed_server.hits("/f.xml") == 4
-    assert (await rig.r.get(KEYS.claim("f"))).endswith(b" b")
+    assert (await rig.r.get(KEYS.claim("f"))).endswith(b" b")  # "<since> <length> b"
     assert await rig.r.exists(KEYS.lease("f")) == 0  # every lease released
 
 
@@ -209,7 +209,8 @@ async def test_a_cancelled_poll_gives_its_claim_and_lease_back(
     with stalled(feed_server):
         poll = asyncio.create_task(rig.tick(rig.a))
         assert await asyncio.to_thread(feed_server.wait_in_flight, "/f.xml", 1, 10)
-        assert await rig.tick(rig.b) == "leased"
+        assert await rig.tick(rig.b) == "fresh"  # claimed: the claim alone stops the tick
+        assert (await rig.b.poll(rig.feed)).outcome == "leased"  # an explicit poll: the lease
         poll.cancel()
         with pytest.raises(asyncio.CancelledError):
             await poll
@@ -221,19 +222,21 @@ async def test_a_cancelled_poll_gives_its_claim_and_lease_back(
 async def test_a_tick_refused_by_a_lease_comes_back_within_an_interval(
     rig: Rig, feed_server: FeedServer
 ) -> None:
-    """A tick that meets another process's lease is due again when the lease ends, or one
-    interval later if that is sooner: the lease outlives its poll (renewed ttl), so waiting
-    for its whole ttl would keep the process off the feed for several intervals."""
+    """A poll that meets another process's lease (a push, or a fetch that outlasts its claim)
+    is due again when the lease ends, or one interval later if that is sooner: the lease
+    outlives its poll (renewed ttl), so waiting for its whole ttl would keep the process off
+    the feed for several intervals."""
     assert rig.a.leases is not None
     rig.a.lease_ttl = 2 * INTERVAL  # a lease longer than the interval
     with stalled(feed_server):
         poll = asyncio.create_task(rig.tick(rig.a))
         assert await asyncio.to_thread(feed_server.wait_in_flight, "/f.xml", 1, 10)
+        await rig.r.delete(KEYS.claim("f"))  # as if the fetch outlasted its claim
         refused = await rig.b.poll(rig.feed, scheduled=True)
         assert refused.outcome == "leased"
         assert refused.next_poll == rig.clock.now.timestamp() + INTERVAL
         await rig.a.leases.renew({"f": INTERVAL / 4})  # a lease ending sooner: its end
-        refused = await rig.b.poll(rig.feed, scheduled=True)
+        refused = await rig.b.poll(rig.feed)
         assert refused.next_poll is not None
         assert refused.next_poll <= rig.clock.now.timestamp() + INTERVAL / 4
     assert (await poll) == "ok"
@@ -262,6 +265,28 @@ async def test_the_lease_is_renewed_while_the_poll_runs(rig: Rig, feed_server: F
         await asyncio.wait_for(enough.wait(), 10)
         assert renewals[:4] == [True] * 4  # the lease was still ours at every renewal
         assert await rig.r.get(KEYS.lease("f")) == b"a"
-        assert await rig.tick(rig.b) == "leased"
+        assert (await rig.b.poll(rig.feed)).outcome == "leased"
     assert (await poll) == "ok"
     assert await rig.r.exists(KEYS.lease("f")) == 0
+
+
+async def test_a_tick_of_a_claimed_feed_costs_one_read(rig: Rig, feed_server: FeedServer) -> None:
+    """Another process's tick of a claimed feed reads the claim and stops there: no lease
+    taken, no state read, no script run (Redis's own command counts), and it is due when the
+    claim opens to it, from the length its claimer stored."""
+    feed_server.set("/f.xml", body("Weather"))
+    assert await rig.tick(rig.a) == "ok"
+    rig.clock.advance(10)
+
+    async def calls() -> dict[str, int]:
+        stats = await rig.r.info("commandstats")
+        return {k: int(v["calls"]) for k, v in stats.items()}
+
+    before = await calls()
+    refused = await rig.b.poll(rig.feed, scheduled=True)
+    after = await calls()
+    spent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    spent.pop("cmdstat_info", None)
+    assert refused.outcome == "fresh" and spent == {"cmdstat_get": 1}
+    claimed_at = rig.clock.now.timestamp() - 10
+    assert refused.next_poll == pytest.approx(claimed_at + claim_ttl(INTERVAL), abs=0.01)
