@@ -228,10 +228,12 @@ class Leases:
             raise StoreError(f"cannot claim feed {feed}: {e}") from e
         return None if opens == 0 else opens / 1000
 
-    async def peek(self, feed: str, now: datetime) -> float | None:
-        """The claim check without the claim, from the length the claimer stored (one GET, no
-        lease, no state; the patience counted on that length, within 5 % of the interval):
-        when ``feed``'s claim opens to us (epoch s), or None if it may be open now. A scheduled
+    async def peek(self, feed: str, now: datetime, longest: float) -> float | None:
+        """The claim check without the claim (one GET, no lease, no state): when ``feed``'s
+        claim opens to us (epoch s), or None if it may be open now. The claim counts as long
+        as its claimer stored, but never longer than ``longest`` (the claim of the feed's
+        longest interval now: a shortened interval applies at once, as in ``attempt``); the
+        patience is counted on that length (within 5 % of the interval). A scheduled
         tick of a feed another process holds ends here, cheaply; one that passes takes the
         lease and then the claim itself (``attempt``), atomically."""
         try:
@@ -240,7 +242,8 @@ class Leases:
             raise StoreError(f"cannot read the claim of feed {feed}: {e}") from e
         if raw is None:
             return None
-        since, length, owner = _parse_claim(raw)
+        since, stored, owner = _parse_claim(raw)
+        length = min(stored, longest)
         patience = self.patience(feed, length)
         if owner is None or (owner == self.owner and patience == 0):
             return None

@@ -140,7 +140,7 @@ class Poller:
             result: PollResult | None = None
             try:
                 if scheduled and pushed is None:
-                    result = await self._claimed_elsewhere(feed.name)
+                    result = await self._claimed_elsewhere(feed)
                 if result is None:
                     async with self._lease(feed.name) as leased:
                         if not leased:
@@ -177,13 +177,14 @@ class Poller:
             return contextlib.nullcontext(True)
         return self.leases.hold(name, self.lease_ttl)
 
-    async def _claimed_elsewhere(self, name: str) -> PollResult | None:
+    async def _claimed_elsewhere(self, feed: FeedConfig) -> PollResult | None:
         """A tick of a feed another process claimed this interval: ``fresh``, due when the
         claim opens to us, found with one GET (no lease, no state); None: go on."""
         if self.leases is None:
             return None
-        opens = await self.leases.peek(name, self.pipeline.clock())
-        return None if opens is None else PollResult(name, "fresh", next_poll=opens)
+        longest = claim_ttl(feed.bounds[1])
+        opens = await self.leases.peek(feed.name, self.pipeline.clock(), longest)
+        return None if opens is None else PollResult(feed.name, "fresh", next_poll=opens)
 
     async def _leased_elsewhere(self, name: str) -> PollResult:
         """Another process polls the feed now: due again when its lease ends (then its claim

@@ -290,3 +290,20 @@ async def test_a_tick_of_a_claimed_feed_costs_one_read(rig: Rig, feed_server: Fe
     assert refused.outcome == "fresh" and spent == {"cmdstat_get": 1}
     claimed_at = rig.clock.now.timestamp() - 10
     assert refused.next_poll == pytest.approx(claimed_at + claim_ttl(INTERVAL), abs=0.01)
+
+
+async def test_a_shortened_interval_applies_at_once_to_claims(
+    rig: Rig, feed_server: FeedServer
+) -> None:
+    """A claim taken at a 60 s interval does not hold off a process whose config now says
+    10 s (an operator shortened it and restarted) for 60 s: the claim counts as the shorter
+    interval's claim, in the one-GET check as in the atomic one."""
+    feed_server.set("/f.xml", body("Weather"))
+    assert await rig.tick(rig.a) == "ok"
+    short = FeedConfig(name="f", url=rig.feed.url, interval=10.0, backfill=None)
+    rig.b.feeds["f"] = short
+    rig.clock.advance(5)
+    assert (await rig.b.poll(short, scheduled=True)).outcome == "fresh"
+    rig.clock.advance(claim_ttl(10.0) - 5)
+    assert (await rig.b.poll(short, scheduled=True)).outcome == "unchanged"
+    assert feed_server.hits("/f.xml") == 2
