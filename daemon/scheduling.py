@@ -16,8 +16,8 @@ on. ``follow`` (a ``Poller.on_result`` callback) moves the feed's job there with
 interval changed. A job already due within ``TOLERANCE`` of that time is left alone, so a
 feed whose interval holds costs nothing extra. Skipped polls report too: ``fresh`` (not due,
 or another process claimed it) gives when this process may poll it (``daemon/leases.py``),
-``leased`` (another process polls it now) the end of its lease, ``backoff`` the end of the
-backoff; so every process's job follows the shared state.
+``leased`` (another process polls it now) the end of its lease (at most one interval on),
+``backoff`` the end of the backoff; so every process's job follows the shared state.
 
 The alternative, one job per feed ticking at ``min_interval`` and skipping until due, was
 measured with 10,000 feeds (``bench/schedule.py``, on the 2-core machine this was written
