@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -98,3 +99,16 @@ def fw(tmp_path: Path, redis_url: str) -> Feedwatch:
 
 def ids(alerts: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     return sorted((a["rule_id"], a["title"]) for a in alerts)
+
+
+def terminate(proc: subprocess.Popen[str], timeout: float = 30) -> int:
+    """SIGTERM a running daemon and wait for its exit code."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout)
+
+
+def reap(proc: subprocess.Popen[str]) -> None:
+    """Kill a daemon that a failing test left running (the ``finally:`` of every e2e run)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()

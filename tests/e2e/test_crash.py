@@ -6,7 +6,7 @@ import signal
 import threading
 from datetime import UTC, datetime, timedelta
 
-from tests.e2e.conftest import Feedwatch
+from tests.e2e.conftest import Feedwatch, reap
 from tests.e2e.test_lifecycle import Lines
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer, Request, Response
@@ -53,9 +53,7 @@ def test_sigkill_before_ack_then_restart_delivers_once(
         proc.wait(30)
     finally:
         release.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     out.wait_for('"rule_id": "kursk"', timeout=5)  # the console printed the alert
 
     again = fw.run()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ import pytest
 from daemon.config import config_from_dict
 from daemon.http import HttpServer, Response, endpoints
 from daemon.runtime import Daemon
-from tests.e2e.conftest import RULE_FILE, Feedwatch
+from tests.e2e.conftest import RULE_FILE, Feedwatch, reap, terminate
 from tests.e2e.test_lifecycle import Lines
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
@@ -203,12 +202,9 @@ def test_daemon_serves_health_readiness_and_metrics(fw: Feedwatch, feed_server: 
         assert 'feedwatch_publication_to_delivery_seconds_bucket{feed="n",le="600.0"} 1.0' in text
         assert "feedwatch_rules_loaded 2.0" in text
         assert httpx.get(f"{base}/nothing").status_code == 404
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert proc.returncode == 0
     with pytest.raises(httpx.ConnectError):  # closed with the daemon
         httpx.get(f"{base}/healthz")

@@ -8,7 +8,7 @@ import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 
-from tests.e2e.conftest import Feedwatch
+from tests.e2e.conftest import Feedwatch, reap, terminate
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
 
@@ -46,9 +46,7 @@ def test_run_delivers_then_sigterm_drains_and_exits_zero(
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert proc.returncode == 0, err
     assert "shutdown" in err and "stopped" in err
     assert fw.run("health").code == 1  # the heartbeat is removed on a clean stop
@@ -124,10 +122,7 @@ def test_sighup_reload_refuses_broken_rules_and_applies_good_ones(
         k2 = Entry("k2", "Kherson ferry hit", "Kherson river port.", NOW - timedelta(minutes=1))
         feed_server.set("/n.xml", rss([k2, k1]))
         out.wait_for('"rule_id": "kherson"', timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert proc.returncode == 0

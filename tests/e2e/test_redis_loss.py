@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from daemon.embedded import EmbeddedRedis
-from tests.e2e.conftest import Feedwatch, ids
+from tests.e2e.conftest import Feedwatch, ids, reap, terminate
 from tests.e2e.test_lifecycle import Lines
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
@@ -72,12 +71,9 @@ def test_redis_emptied_while_running(
         n = err.wait_for("feed=n outcome=ok", start=len(err.lines), timeout=60)
         feed_server.set("/n.xml", rss([E3, E1]))
         out.wait_for(E3.title, timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert [ln for ln in out.lines if E1.title in ln] and len(
         [ln for ln in out.lines if E1.title in ln]
     ) == 1, out.lines
@@ -105,13 +101,10 @@ def test_redis_restarted_mid_run_keeps_going(
         again.start(reuse=False)
         feed_server.set("/n.xml", rss([E2, E1]))
         out.wait_for(E2.title, timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate(proc)
         again.stop()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         server.stop()
     titles = [ln for ln in out.lines if E1.title in ln]
     assert len(titles) == 1, out.lines

@@ -8,7 +8,7 @@ import signal
 import threading
 from datetime import UTC, datetime, timedelta
 
-from tests.e2e.conftest import Feedwatch, Run
+from tests.e2e.conftest import Feedwatch, Run, reap
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
 
@@ -67,9 +67,7 @@ def test_second_sigterm_during_a_busy_cold_poll_exits_cleanly(
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     log = err.text()
     first = Run(code, out.text(), log)
     assert code == 0, log[-3000:]

@@ -10,14 +10,13 @@ Sentinel failover is followed without losing an alert. (``FEEDWATCH_TEST_REDIS=s
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Feedwatch, Run, ids
+from tests.e2e.conftest import Feedwatch, Run, ids, reap, terminate
 from tests.e2e.test_lifecycle import Lines
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer, Request, Response
@@ -138,12 +137,9 @@ def daemon(fw: Feedwatch, feed_server: FeedServer) -> Iterator[tuple[Lines, Line
     out, err = Lines(proc.stdout), Lines(proc.stderr)
     try:
         yield out, err
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, "".join(err.lines[-20:])
+        assert terminate(proc) == 0, "".join(err.lines[-20:])
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert PASSWORD not in "".join(out.lines + err.lines)
 
 
@@ -180,12 +176,9 @@ def test_sentinel_failover_is_followed(tmp_path: Path, feed_server: FeedServer) 
             assert setup.master_port() == setup.replica.port
             feed_server.set("/n.xml", rss([E2, E1]))
             out.wait_for(E2.title, timeout=60)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, "".join(err.lines[-20:])
+            assert terminate(proc) == 0, "".join(err.lines[-20:])
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            reap(proc)
         titles = [json.loads(line)["title"] for line in out.lines if line.startswith("{")]
         assert sorted(titles) == sorted([E1.title, E2.title, E2.title])  # 2 rules match E2
         assert PASSWORD not in "".join(out.lines + err.lines)
@@ -237,12 +230,9 @@ def test_cluster_outage_is_survived(tmp_path: Path, feed_server: FeedServer) -> 
             setup.wait_ok()
             feed_server.set("/n.xml", rss([E2, E1]))
             out.wait_for(E2.title, timeout=60)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, "".join(err.lines[-20:])
+            assert terminate(proc) == 0, "".join(err.lines[-20:])
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            reap(proc)
     log = "".join(err.lines)
     assert "CRITICAL" not in log and "Traceback" not in log and "error:internal" not in log
     assert log.count("consumer-stopped") == 1  # at shutdown only

@@ -3,12 +3,11 @@ soon as it asks, then pushes; a forged push is ignored and logged, a signed one 
 
 from __future__ import annotations
 
-import signal
 import socket
 
 import httpx
 
-from tests.e2e.conftest import Feedwatch
+from tests.e2e.conftest import Feedwatch, reap, terminate
 from tests.e2e.test_lifecycle import Lines
 from tests.support.httpserver import FeedServer
 from tests.support.websubhub import Hub
@@ -66,12 +65,9 @@ def test_daemon_subscribes_and_alerts_on_a_signed_push(
         line = out.lines[out.wait_for('"rule_id": "kursk"', timeout=60)]
         assert "North Korean troops" in line
         err.wait_for("outcome=pushed", timeout=30)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert proc.returncode == 0
     text = "".join(err.lines) + "".join(out.lines)
     assert request["hub.secret"] not in text
@@ -102,10 +98,7 @@ def test_notifier_role_asks_hubs_to_retry_later(fw: Feedwatch) -> None:
         assert httpx.get(f"{base}/healthz").status_code == 200
         i = err.wait_for("action=verify status=503")
         assert "WARNING" in err.lines[i]
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert proc.returncode == 0
