@@ -216,8 +216,10 @@ class Poller:
             raise
         finally:
             self._claimed.discard(name)
-        stamp = result.outcome not in (*SKIPPED, "backoff", "error:store", "pushed")
-        if self.leases is not None and stamp and result.interval:
+        # Only a poll that planned its next one (result.interval: it fetched, ok or not
+        # modified) stamps; skipped ticks and pushes carry an interval too, but fetched nothing.
+        fetched = result.outcome not in (*SKIPPED, "pushed")
+        if self.leases is not None and fetched and result.interval:
             with contextlib.suppress(StoreError):  # the claim taken before the fetch still holds
                 await self.leases.claim(name, self.pipeline.clock(), claim_ttl(result.interval))
         return result
