@@ -38,9 +38,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
 from alerts.backoff import backoff
 from alerts.digest_flush import DigestFlusher, FlushResult
@@ -50,6 +48,7 @@ from daemon.clock import Clock, utc_now
 from daemon.errors import StoreError
 from daemon.keys import Keys
 from daemon.logging import log as structured
+from daemon.redis_errors import STORE_ERRORS, UNAVAILABLE
 from daemon.shielded import committed
 
 log = logging.getLogger(__name__)
@@ -133,7 +132,7 @@ class Consumer:
         except ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise StoreError(f"cannot create consumer group: {e}") from e
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot create consumer group: {e}") from e
 
     async def pending_count(self) -> int:
@@ -144,7 +143,7 @@ class Consumer:
             if _lost_group(e):
                 return 0
             raise StoreError(f"cannot read pending entries: {e}") from e
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read pending entries: {e}") from e
         return int(summary["pending"])
 
@@ -229,7 +228,7 @@ class Consumer:
                 await self._pause(stop, err)
                 return None
             return []
-        except (RedisError, OSError) as e:
+        except STORE_ERRORS + (OSError,) as e:
             await self._pause(stop, e)
             return None
         self._failures = 0
@@ -331,7 +330,7 @@ class Consumer:
                 await self.touch()
                 if not stop.is_set():
                     await self.claim_idle(stop)
-            except (RedisError, StoreError) as e:
+            except STORE_ERRORS + (StoreError,) as e:
                 log.warning("janitor of %s: %s: %s", self.name, type(e).__name__, e)
             except Exception:  # the janitor must outlive one bad pass
                 log.exception("janitor of %s failed", self.name)
@@ -412,7 +411,7 @@ class Consumer:
         if until_ids is None:
             try:
                 last = await self.redis.xrevrange(self.keys.alerts, "+", "-", count=1)
-            except RedisError as e:
+            except STORE_ERRORS as e:
                 raise StoreError(f"cannot read the alert stream: {e}") from e
             if not last:
                 return
@@ -441,10 +440,10 @@ class Consumer:
             if _lost_group(e):
                 return False
             raise StoreError(f"cannot read the group state: {e}") from e
-        except (RedisConnectionError, RedisTimeoutError) as e:
+        except UNAVAILABLE as e:
             log.warning("drain: %s; polling again", e)
             return False
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read the group state: {e}") from e
         group = next((g for g in groups if _text(g["name"]) == self.keys.group), None)
         if group is None or stream_id(group["last-delivered-id"]) < stream_id(top):

@@ -37,13 +37,13 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from alerts.base import Notifier
 from alerts.dlq import dead_field
 from alerts.wire import Alert
 from daemon.errors import NotifyError, StoreError
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 
 MIN_WINDOW = 60.0
 MAX_WINDOW = 86400.0
@@ -164,7 +164,7 @@ class DigestBuffer:
                 ],
                 args=[alert.id, name, dead_field(name), record.to_json(), record.buffered_at],
             )
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot buffer alert {alert.id} for digest {name}: {e}") from e
         return status.decode() if isinstance(status, bytes) else str(status)
 
@@ -175,7 +175,7 @@ class DigestBuffer:
                 pipe.hlen(self.keys.digest(name))
                 pipe.hlen(self.keys.digest_sending(name))
                 buffered, sending = await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read digest {name}: {e}") from e
         return int(buffered) + int(sending)
 

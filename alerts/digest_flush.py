@@ -43,8 +43,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from redis.exceptions import RedisError
-
 from alerts.backoff import backoff
 from alerts.digest import (
     MAX_PER_MESSAGE,
@@ -63,6 +61,7 @@ from alerts.dlq import dead_field
 from daemon.clock import Clock
 from daemon.errors import NotifyError, StoreError
 from daemon.logging import log as structured
+from daemon.redis_errors import STORE_ERRORS
 from daemon.shielded import committed
 
 log = logging.getLogger(__name__)
@@ -198,7 +197,7 @@ class DigestFlusher:
                 ],
                 args=[self.token, self.lease_ms, epoch_ms(now), int(window * 1000), int(force)],
             )
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot take digest {name}: {e}") from e
         status = _text(status)
         if status == "busy":
@@ -293,7 +292,7 @@ class DigestFlusher:
                 pipe.hgetall(k.digest_sending(name))
                 pipe.hgetall(k.digest_state(name))
                 raw, state = await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read digest {name}: {e}") from e
         batch: list[Buffered] = []
         for field, value in raw.items():
@@ -319,7 +318,7 @@ class DigestFlusher:
     async def _count_attempt(self, name: str) -> int:
         try:
             return int(await self.redis.hincrby(self.keys.digest_state(name), "attempts", 1))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot count an attempt for digest {name}: {e}") from e
 
     async def _write_state(self, name: str, **values: str) -> None:
@@ -331,7 +330,7 @@ class DigestFlusher:
             held = await self._renew_script(
                 keys=[self.keys.digest_lock(name)], args=[self.token, self.lease_ms]
             )
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot renew the lock of digest {name}: {e}") from e
         if not held:
             log.warning("digest %s: lock lost (a send outlived its lease); sending anyway", name)
@@ -365,7 +364,7 @@ class DigestFlusher:
                 for b in batch:
                     pipe.hexists(self.keys.attempts(b.alert.id), dead_field(name))
                 already = await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read dead markers of digest {name}: {e}") from e
         for b, done in zip(batch, already, strict=True):
             if not done:
@@ -390,7 +389,7 @@ class DigestFlusher:
                     for n in others:
                         pipe.exists(self.keys.digest(n), self.keys.digest_sending(n))
                     found = await pipe.execute()
-            except RedisError as e:
+            except STORE_ERRORS as e:
                 raise StoreError(f"cannot look for digest buffers: {e}") from e
             self._leftovers = [n for n, count in zip(others, found, strict=True) if count]
             for n in self._leftovers:

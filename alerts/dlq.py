@@ -27,11 +27,11 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from alerts.wire import Alert
 from daemon.errors import StoreError
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ async def dlq_list(redis: aioredis.Redis, keys: Keys, *, count: int = 100) -> li
     """The oldest ``count`` dead letters, oldest first (the order replay uses)."""
     try:
         entries: Any = await redis.xrange(keys.dead, "-", "+", count=count)
-    except RedisError as e:
+    except STORE_ERRORS as e:
         raise StoreError(f"cannot read the dead-letter stream: {e}") from e
     return [DeadLetter.from_entry(i, f) for i, f in entries]
 
@@ -180,7 +180,7 @@ async def dlq_show(redis: aioredis.Redis, keys: Keys, entry_id: str) -> DeadLett
         return None
     try:
         entries: Any = await redis.xrange(keys.dead, entry_id, entry_id, count=1)
-    except RedisError as e:
+    except STORE_ERRORS as e:
         raise StoreError(f"cannot read dead letter {entry_id}: {e}") from e
     return DeadLetter.from_entry(*entries[0]) if entries else None
 
@@ -206,7 +206,7 @@ async def _dead_entries(
             if len(page) < _PAGE:
                 return out
             start = "(" + _s(page[-1][0])
-    except RedisError as e:
+    except STORE_ERRORS as e:
         raise StoreError(f"cannot read the dead-letter stream: {e}") from e
 
 
@@ -244,7 +244,7 @@ async def dlq_replay(
                 )
                 pipe.xdel(keys.dead, item.id)
                 await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot replay dead letter {item.id}: {e}") from e
         replayed += 1
     return replayed
@@ -257,7 +257,7 @@ async def dlq_drop(redis: aioredis.Redis, keys: Keys, ids: Sequence[str]) -> int
         return 0
     try:
         return int(await redis.xdel(keys.dead, *ids))
-    except RedisError as e:
+    except STORE_ERRORS as e:
         raise StoreError(f"cannot drop dead letters: {e}") from e
 
 

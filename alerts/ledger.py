@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from alerts.dlq import attempts_field, dead_field, error_field
 from daemon.errors import NotifyError, StoreError
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 from daemon.shielded import committed
 
 # KEYS: delivered set, attempts hash. ARGV: ttl, then per notifier about to send: name,
@@ -112,7 +112,7 @@ class Ledger:
         keys = [self.keys.delivered(alert_id), self.keys.attempts(alert_id)]
         try:
             members, flat, counts = await self._prepare(keys=keys, args=args)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read delivery state of alert {alert_id}: {e}") from e
         pairs = iter(flat)
         state = State(
@@ -129,7 +129,7 @@ class Ledger:
                 pipe.hincrby(key, attempts_field(name), 1)
                 pipe.expire(key, self.ttl)
                 count, _ = await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot count an attempt for alert {alert_id}: {e}") from e
         return int(count)
 
@@ -140,7 +140,7 @@ class Ledger:
                 error_field(name),
                 f"{err.reason}\t{err.message}"[:2000],
             )
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot record an error for alert {alert_id}: {e}") from e
 
     async def mark_delivered(self, alert_id: str, name: str, *, ack: str | None = None) -> None:

@@ -266,11 +266,10 @@ def cmd_health(args: argparse.Namespace) -> int:
     """
     import socket
 
-    from redis.exceptions import RedisClusterException, RedisError
-
     from daemon import redis_url
     from daemon.embedded import EmbeddedRedis
     from daemon.keys import Keys
+    from daemon.redis_errors import STORE_ERRORS
 
     config = _load(args.config)
     url = config.redis or EmbeddedRedis(config.state_dir).running_url()
@@ -291,7 +290,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
     try:
         alive = asyncio.run(scan())
-    except (RedisError, RedisClusterException, OSError) as e:
+    except STORE_ERRORS + (OSError,) as e:
         print(f"unhealthy: Redis unreachable: {type(e).__name__}", file=sys.stderr)
         return EXIT_PROBLEMS
     if not alive:

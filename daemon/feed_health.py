@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from alerts.wire import Alert, AlertItem, AlertRule
 from daemon.config import FeedConfig
@@ -34,6 +33,7 @@ from daemon.errors import FeedError, FeedwatchError, StoreError
 from daemon.keys import Keys
 from daemon.logging import log
 from daemon.publish import Publisher
+from daemon.redis_errors import STORE_ERRORS
 from daemon.rhythm import Quiet, Rhythm, mark_alerted, quiet_due
 from daemon.silence import Silences
 
@@ -140,7 +140,7 @@ class FeedHealth:
         try:
             await self.redis.set(key, f"{now.timestamp():.3f}", nx=True, ex=KEY_TTL)
             raw = await self.redis.get(key)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot record the failure of {feed.name}: {e}") from e
         since = float(raw) if raw is not None else now.timestamp()
         if now.timestamp() - since < self.alert_after:
@@ -196,5 +196,5 @@ class FeedHealth:
         """A successful poll ends the feed's failure episode."""
         try:
             await self.redis.delete(self.keys.feed_failing(feed))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot record the recovery of {feed}: {e}") from e

@@ -49,12 +49,12 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from daemon.errors import StoreError
 from daemon.keys import Keys
 from daemon.logging import log
 from daemon.peers import Peers
+from daemon.redis_errors import STORE_ERRORS
 from daemon.shielded import committed
 
 logger = logging.getLogger("daemon.poll")
@@ -144,7 +144,7 @@ class Leases:
     async def acquire(self, feed: str, ttl: float) -> bool:
         try:
             got = await self.redis.set(self.keys.lease(feed), self.owner, nx=True, px=_ms(ttl))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot take the lease of feed {feed}: {e}") from e
         return bool(got)
 
@@ -152,7 +152,7 @@ class Leases:
         """Seconds the lease of ``feed`` (another poll's) still runs; None if there is none."""
         try:
             ms = await self.redis.pttl(self.keys.lease(feed))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read the lease of feed {feed}: {e}") from e
         return ms / 1000 if ms > 0 else None
 
@@ -164,7 +164,7 @@ class Leases:
         args: list[str | int] = [self.owner, *(_ms(ttls[f]) for f in feeds)]
         try:
             kept = await self._renew(keys=keys, args=args)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot renew the leases of {len(feeds)} feeds: {e}") from e
         return {f for f, k in zip(feeds, kept, strict=True) if k}
 
@@ -224,7 +224,7 @@ class Leases:
         args: list[str | int] = [self.owner, _ms(now.timestamp()), _ms(ttl), int(patience * 1000)]
         try:
             opens = int(await self._claim(keys=[self.keys.claim(feed)], args=args))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot claim feed {feed}: {e}") from e
         return None if opens == 0 else opens / 1000
 
@@ -238,7 +238,7 @@ class Leases:
         lease and then the claim itself (``attempt``), atomically."""
         try:
             raw = await self.redis.get(self.keys.claim(feed))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read the claim of feed {feed}: {e}") from e
         if raw is None:
             return None

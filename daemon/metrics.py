@@ -36,10 +36,11 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from alerts.wire import Alert
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 
 if TYPE_CHECKING:
     from daemon.poll_result import PollResult
@@ -290,7 +291,7 @@ class Metrics:
         while not stop.is_set():
             try:
                 self.set_stream(await stream_depth(redis, keys))
-            except (RedisError, OSError) as e:
+            except STORE_ERRORS + (OSError,) as e:
                 logger.debug("stream metrics not refreshed: %s", e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)

@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 
 logger = logging.getLogger("daemon.poll")
 
@@ -91,7 +91,7 @@ class Peers:
         return self.members
 
     async def leave(self) -> None:
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*STORE_ERRORS):
             await self.redis.zrem(self.keys.pollers, self.me)
 
     async def track(self, stop: asyncio.Event) -> None:
@@ -101,7 +101,7 @@ class Peers:
             while not stop.is_set():
                 try:
                     await self.refresh(time.time())
-                except RedisError as e:  # keep the last view; the next beat retries
+                except STORE_ERRORS as e:  # keep the last view; the next beat retries
                     logger.debug("pollers not refreshed: %s", e)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.ttl / BEATS_PER_TTL)

@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from alerts.wire import Alert
 from daemon.errors import StoreError
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 from daemon.story_lua import BLOCK, RECORD, SOURCES_LUA
 
 ALERT_KEY_TTL = 30 * 86400
@@ -80,7 +80,7 @@ class Publisher:
         args: list[str | int] = [self.stream_maxlen, self.alert_ttl, *(a.to_json() for a in alerts)]
         try:
             ids = await self._script(keys=keys, args=args)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot publish {len(alerts)} alert(s): {e}") from e
         return [
             Published(alert=a, entry_id=(i.decode() if isinstance(i, bytes) else str(i)) or None)
@@ -120,7 +120,7 @@ class Publisher:
             ]  # fmt: skip
         try:
             raw = await self._story_script(keys=keys, args=args)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot publish {len(candidates)} story alert(s): {e}") from e
         return [_outcome(c, r) for c, r in zip(candidates, raw, strict=True)]
 
@@ -133,7 +133,7 @@ class Publisher:
                 for sid in story_ids:
                     pipe.hgetall(self.keys.story_held(sid))
                 rows = await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read held matches: {e}") from e
         return {
             sid: {k.decode(): v for k, v in row.items()}

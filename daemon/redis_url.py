@@ -22,8 +22,9 @@ Every feedwatch key carries one hash tag (``daemon.keys``), so on a cluster all 
 in one slot and Lua scripts and MULTI over several keys stay legal.
 
 ``parse`` is pure and raises ``RedisUrlError`` with a message that never contains the
-password; ``open_client`` builds the client (a cluster that cannot be reached raises a redis
-``ConnectionError``, as one server does, so every ``except RedisError`` holds). ``describe``
+password; ``open_client`` builds the client (what its errors mean is decided once, in
+``daemon.redis_errors``: a cluster that cannot be reached raises ``RedisClusterException``,
+which is no ``RedisError``, and is a store error all the same). ``describe``
 and ``unreachable`` render a target without credentials, for logs and errors.
 """
 
@@ -38,8 +39,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
 
 from daemon.errors import RedisUrlError
 
@@ -168,22 +167,6 @@ def describe(target: RedisTarget) -> str:
     return f"{scheme}://{hosts}{tail}"
 
 
-class _Cluster(RedisCluster):
-    """``RedisCluster`` whose "no node answers" is a redis ``ConnectionError``, as it is with
-    one server: feedwatch's handlers catch ``RedisError``, and ``RedisClusterException`` (raised
-    when the cluster cannot be (re)discovered, e.g. while every node restarts) is not one."""
-
-    async def initialize(
-        self,
-        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
-        last_failed_node_name: str | None = None,
-    ) -> RedisCluster:
-        try:
-            return await super().initialize(additional_startup_nodes_info, last_failed_node_name)
-        except RedisClusterException as e:
-            raise RedisConnectionError(f"{type(e).__name__}: {e}") from e
-
-
 def unreachable(target: RedisTarget, error: BaseException) -> str:
     """One line saying that ``target`` does not answer, and why (no credentials)."""
     if isinstance(error, MasterNotFoundError):  # its text holds a whole client repr
@@ -234,7 +217,7 @@ def open_client(target: RedisTarget, **common: Any) -> RedisHandle:
     if target.kind == "cluster":
         kwargs.setdefault("socket_timeout", None)  # BLOCKing reads: like a single client
         startup = [ClusterNode(host, port) for host, port in target.nodes]
-        cluster = _Cluster(startup_nodes=startup, **kwargs)
+        cluster = RedisCluster(startup_nodes=startup, **kwargs)
         return RedisHandle(target, cast(aioredis.Redis, cluster))
     sentinel_kwargs: dict[str, Any] = {
         k: kwargs[k] for k in ("socket_connect_timeout", "socket_timeout") if k in kwargs
@@ -243,9 +226,7 @@ def open_client(target: RedisTarget, **common: Any) -> RedisHandle:
     sentinel_kwargs.update(target.sentinel_auth)
     if target.tls:
         sentinel_kwargs.update(ssl=True, **{k: v for k, v in kwargs.items() if k in _TLS_OPTIONS})
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.nodes), sentinel_kwargs=sentinel_kwargs, **kwargs
-    )
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs, **kwargs)
     assert target.service is not None  # parse() guarantees it
     client = sentinel.master_for(target.service, redis_class=aioredis.Redis, db=target.db)
     return RedisHandle(target, client, sentinel)

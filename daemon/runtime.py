@@ -26,7 +26,6 @@ from types import TracebackType
 
 import httpx
 import redis.asyncio as aioredis
-from redis.exceptions import RedisClusterException, RedisError
 
 from alerts import registry
 from alerts.consumer import Consumer
@@ -49,6 +48,7 @@ from daemon.peers import Peers, gained
 from daemon.pipeline import Pipeline
 from daemon.poller import Poller
 from daemon.publish import Publisher
+from daemon.redis_errors import STORE_ERRORS
 from daemon.redis_url import RedisHandle
 from daemon.reload import RuleHolder
 from daemon.scheduling import FeedScheduler
@@ -119,7 +119,7 @@ class RedisConnection:
         )
         try:
             await self.handle.client.ping()
-        except (RedisError, RedisClusterException, OSError) as e:
+        except STORE_ERRORS + (OSError,) as e:
             await self.__aexit__()
             raise StoreError(redis_url.unreachable(target, e)) from e
         return self.handle.client
@@ -431,7 +431,7 @@ class Daemon:
         try:
             async with asyncio.timeout(READY_PING_TIMEOUT):
                 await self.redis.ping()
-        except (RedisError, OSError, TimeoutError):
+        except STORE_ERRORS + (OSError,):
             return False
         return True
 

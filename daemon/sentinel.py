@@ -23,11 +23,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from daemon.errors import StoreError
 from daemon.keys import Keys
 from daemon.logging import log
+from daemon.redis_errors import STORE_ERRORS
 from daemon.redis_url import describe as describe_redis
 from daemon.redis_url import parse as parse_redis_url
 
@@ -79,7 +79,7 @@ class StateGuard:
     async def _current(self) -> str | None:
         try:
             raw = await self.redis.get(self.keys.sentinel)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read the state sentinel: {e}") from e
         return raw.decode() if isinstance(raw, bytes) else raw
 
@@ -88,7 +88,7 @@ class StateGuard:
         mine = secrets.token_hex(8)
         try:
             await self.redis.set(self.keys.sentinel, mine, nx=True)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot write the state sentinel: {e}") from e
         return await self._current() or mine
 

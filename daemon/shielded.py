@@ -12,9 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import RedisError
-
 from daemon.errors import StoreError
+from daemon.redis_errors import STORE_ERRORS
 
 T = TypeVar("T")
 COMMIT_TIMEOUT = 5.0
@@ -33,7 +32,7 @@ async def committed(write: Callable[[], Awaitable[T]], *, limit: float = COMMIT_
         try:
             async with asyncio.timeout(limit):
                 return await write()
-        except (RedisError, TimeoutError) as e:
+        except STORE_ERRORS + (TimeoutError,) as e:
             raise StoreError(f"final write failed: {type(e).__name__}: {e}") from e
 
     task = asyncio.ensure_future(bounded())

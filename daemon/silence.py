@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from daemon.errors import StoreError
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 
 KEEP_EXPIRED = 7 * 86400.0
 
@@ -66,7 +66,7 @@ class Silences:
                 pipe.hset(self.keys.silences, silence.id, json.dumps(asdict(silence)))
                 pipe.zadd(self.keys.silence_ends, {silence.id: silence.ends})
                 await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot store the silence: {e}") from e
         await self._purge(now)
         return silence.id
@@ -75,7 +75,7 @@ class Silences:
         """Every stored silence (active and recently expired), oldest first."""
         try:
             rows = await self.redis.hgetall(self.keys.silences)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read silences: {e}") from e
         found = [Silence(**json.loads(v)) for v in rows.values()]
         return sorted(found, key=lambda s: (s.starts, s.id))
@@ -107,7 +107,7 @@ class Silences:
                 pipe.hset(self.keys.silences, silence_id, json.dumps(asdict(ended)))
                 pipe.zadd(self.keys.silence_ends, {silence_id: now})
                 await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot expire silence {silence_id}: {e}") from e
         return True
 
@@ -119,7 +119,7 @@ class Silences:
                     pipe.hdel(self.keys.silences, *old)
                     pipe.zrem(self.keys.silence_ends, *old)
                     await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot purge old silences: {e}") from e
 
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from daemon.errors import StoreError
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 from daemon.rhythm import Rhythm, decode, encode
 from daemon.shielded import committed
 from daemon.types import Caching
@@ -88,7 +88,7 @@ class FeedStore:
     async def load(self, feed: str) -> FeedState:
         try:
             raw = await self.redis.hgetall(self.keys.feed_state(feed))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read state of feed {feed}: {e}") from e
         h = {_s(k) or "": v for k, v in raw.items()}
         return FeedState(
@@ -116,7 +116,7 @@ class FeedStore:
             return []
         try:
             scores = await self.redis.zmscore(self.keys.seen(feed), list(ids))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read memory of feed {feed}: {e}") from e
         return [s is not None for s in scores]
 
@@ -163,7 +163,7 @@ class FeedStore:
                     pipe.zremrangebyscore(seen_key, "-inf", epoch - self.seen_ttl)
                     pipe.zremrangebyrank(seen_key, 0, -(self.seen_max + 1))
                 await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot write state of feed {feed}: {e}") from e
 
 

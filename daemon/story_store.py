@@ -38,10 +38,10 @@ from hashlib import blake2b
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from daemon.errors import StoreError
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 from daemon.story import SAME_STORY, Fingerprint, story_key_for_url
 from daemon.story_lua import BLOCK, COMMIT, LOOKUP, MAX_SOURCES, RECORD
 from daemon.story_sketch import PACKED_SIZE, matcher
@@ -320,7 +320,7 @@ class StoryStore:
             args += [_raw_key(e.key), _raw_key(link), _band_blob(probes, self.shards)]
         try:
             version, raw = await self._lookup(keys=keys, args=args)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot look up stories: {e}") from e
         ver = _text(version)
         return [self._plan(e, r, ver) for e, r in zip(entries, raw, strict=True)]
@@ -376,7 +376,7 @@ class StoryStore:
             args += [_band_blob(probes, self.shards), "".join(p.cands)]
         try:
             raw = await self._commit(keys=keys, args=args)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot assign stories: {e}") from e
         results = iter(raw)
         out: list[Assigned | None] = []
@@ -416,7 +416,7 @@ class StoryStore:
             ]
             fields = [f"i:{n}" for n, _ in sources]
             names = await self.redis.hmget(self.keys.story_feeds, fields) if fields else []
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read story {story_id}: {e}") from e
         feeds = tuple(_text(n) if n is not None else "?" for n in names)
         times = tuple(float(t) for _, t in sources)
@@ -427,7 +427,7 @@ class StoryStore:
         key, offset = self.keys.story_record(story_id, BLOCK, RECORD)
         try:
             rec = await self._record(key, offset)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read story {story_id}: {e}") from e
         if len(rec) < RECORD:
             return None

@@ -17,11 +17,12 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 
 from daemon.errors import StoreError
 from daemon.feedlinks import FeedLinks
 from daemon.keys import Keys
+from daemon.redis_errors import STORE_ERRORS
 from daemon.websub import STATES, Subscription
 
 logger = logging.getLogger("daemon.websub")
@@ -95,7 +96,7 @@ class WebSubStore:
         """The feed's links, and the refusal of one of its hubs recorded by ``set_refusal``."""
         try:
             raw = await self.redis.hgetall(self.keys.websub_links(feed))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read WebSub links of feed {feed}: {e}") from e
         h = {_text(k): _text(v) for k, v in raw.items()}
         hubs = tuple(line for line in h.get("hubs", "").split("\n") if line)
@@ -125,7 +126,7 @@ class WebSubStore:
                 return True
         except WatchError:
             return False  # changed meanwhile (new links, or another process): looked at again
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot write WebSub links of feed {feed}: {e}") from e
 
     async def set_links(self, feed: str, links: FeedLinks) -> None:
@@ -140,14 +141,14 @@ class WebSubStore:
                 if links.usable:
                     pipe.sadd(self.keys.websub_feeds, feed)
                 await pipe.execute()
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot write WebSub links of feed {feed}: {e}") from e
 
     async def feeds(self) -> list[str]:
         """The feeds with links or a subscription recorded."""
         try:
             members = await self.redis.smembers(self.keys.websub_feeds)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read the WebSub feed set: {e}") from e
         return sorted(_text(m) for m in members)
 
@@ -170,14 +171,14 @@ class WebSubStore:
                 await pipe.execute()
         except WatchError:
             return  # changed meanwhile: the next pass looks again
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot forget WebSub state of feed {feed}: {e}") from e
 
     # -- subscriptions -----------------------------------------------------------------------
     async def load(self, feed: str) -> Subscription | None:
         try:
             raw = await self.redis.hgetall(self.keys.websub_sub(feed))
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read WebSub subscription of feed {feed}: {e}") from e
         return from_hash(raw)
 
@@ -195,7 +196,7 @@ class WebSubStore:
         """The feed whose callback path holds ``token``."""
         try:
             value = await self.redis.hget(self.keys.websub_tokens, token)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot read WebSub callbacks: {e}") from e
         return _text(value) if value is not None else None
 
@@ -218,7 +219,7 @@ class WebSubStore:
                         return result
                     except WatchError:
                         continue
-        except RedisError as e:
+        except STORE_ERRORS as e:
             raise StoreError(f"cannot update WebSub subscription of feed {feed}: {e}") from e
         raise StoreError(f"WebSub subscription of feed {feed} keeps changing; gave up")
 
