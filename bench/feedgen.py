@@ -2,9 +2,9 @@
 
 ``build_feeds(n_feeds, n_items)`` makes deterministic RSS 2.0 documents: every item has a
 guid, a pubDate, a link, a headline-like title and a ~1.5 KB description of news-like prose
-(sentences from a word-level Markov chain trained on the articles in /work/shared/seeds, or on
-a built-in paragraph when that folder is missing), wrapped in <p> tags and escaped the way real
-feeds ship HTML.
+(sentences from a word-level Markov chain trained on the three seed articles, whose copies are
+in tests/data/stories/pairs.yaml, so the bytes are the same on every machine), wrapped in <p>
+tags and escaped the way real feeds ship HTML.
 
 ``python bench/feedgen.py serve --feeds 1000 --items 50 [--port 0]`` serves them from memory on
 127.0.0.1 with an asyncio server written for speed: HTTP/1.1 keep-alive, pipelining, response
@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
-SEEDS = Path("/work/shared/seeds")
+SEEDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "stories" / "pairs.yaml"
 FALLBACK_TEXT = """
 Ukrainian forces pushed deeper into the Kursk region on Tuesday, officials in Kyiv said, as
 Moscow accused Western governments of sending weapons and mercenaries to support the offensive.
@@ -62,11 +62,11 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d+(?:[.,]\d+)*|[.,;:?!]")
 
 
 def _corpus() -> str:
-    texts = (
-        [p.read_text(errors="replace") for p in sorted(SEEDS.glob("*.txt"))]
-        if SEEDS.is_dir()
-        else []
-    )
+    """The seed articles' titles and texts (``*-seed`` items of the story pairs)."""
+    from ruamel.yaml import YAML
+
+    items = YAML(typ="safe").load(SEEDS.read_text(encoding="utf-8"))["items"]
+    texts = [f"{v['title']}\n{v['text']}" for k, v in sorted(items.items()) if k.endswith("-seed")]
     return "\n".join(texts) or FALLBACK_TEXT
 
 

@@ -14,7 +14,6 @@ from tests.support.httpserver import FeedServer
 from tests.support.redis_topologies import ClusterSetup, SentinelSetup
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,12 @@
-"""Every shared corpus file, served over HTTP with its headers, through fetch → parse → normalise.
+"""Every corpus file, served over HTTP with its headers, through fetch → parse → normalise.
 
-The corpora (/work/shared/corpora: feedparser's ~2,100 test feeds and Miniflux's encoding and
-parser fixtures) are served by a real HTTP server on 127.0.0.1, each file with the HTTP headers
-its leading comment declares (``Header: Content-type: text/xml; charset=...`` lines, which
-feedparser's own harness sends; see feedparser-tests/INVENTORY.md) and no Content-Type at all
-when it declares none. ``Fetcher`` fetches them all, and ``parse_items`` runs on each response in
-a process pool (2 workers, as in production), under a per-file time limit.
+The corpora (tests/data/corpora, see its README: feedparser's 2,123 test feeds and Miniflux's
+22 encoding and parser fixtures, with their licences) are served by a real HTTP server on
+127.0.0.1, each file with the HTTP headers its leading comment declares (``Header:
+Content-type: text/xml; charset=...`` lines, which feedparser's own harness sends; see
+feedparser-tests/INVENTORY.md) and no Content-Type at all when it declares none. ``Fetcher``
+fetches them all, and ``parse_items`` runs on each response in a process pool (2 workers, as
+in production), under a per-file time limit.
 
 What must hold:
 - nothing raises anything but ParseError, nothing hangs, and no ParseError hides a crash inside
@@ -43,10 +44,11 @@ from daemon.errors import FetchError, ParseError
 from daemon.fetch import Fetcher, FetchSettings
 from daemon.parse import parse_items
 from daemon.text import html_to_text
-from tests.conftest import SHARED
+from tests.conftest import ROOT
 from tests.support.httpserver import FeedServer, Request, Response
 
-CORPORA = SHARED / "corpora"
+CORPORA = ROOT / "tests" / "data" / "corpora"
+CORPUS_FILES = 2145  # feedparser-tests and miniflux-testdata, licences and inventories aside
 PER_FILE_SECONDS = 10
 _SKIP = re.compile(r"^(LICENSE|INVENTORY|README)", re.IGNORECASE)
 _HEADER = re.compile(rb"^[ \t]*Header:[ \t]*([^:\r\n]+):[ \t]*(.*?)[ \t\r]*$", re.MULTILINE)
@@ -134,7 +136,7 @@ async def fetch_all(
 def test_corpus_through_fetch_parse_normalise() -> None:
     """Every corpus file fetched over HTTP parses to items or a ParseError, like its bytes do."""
     files = corpus_files()
-    assert len(files) > 2000
+    assert len(files) == CORPUS_FILES  # a missing copy would weaken every assertion below
     t0 = time.perf_counter()
     with FeedServer() as server:
         for path in files:

@@ -3,19 +3,19 @@ on near misses."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from ruamel.yaml import YAML
 
 from daemon.match import Matcher
 from daemon.rules import RuleSet, check_examples, load_rules
 from daemon.types import Item
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT
 
-SEEDS = SHARED / "seeds"
-KURSK_OFFENSIVE = "000_60b1b7631852a900.txt"  # mercenaries in Kursk; pleas for US weapons
-NK_SOLDIERS = "003_dc0a86feabe34fc5.txt"  # 50,000 soldiers incl. North Korean ones, Kursk
-KURSK_ESCALATION = "004_5f61b3357ba42aef.txt"  # Kursk offensive, NK soldiers, arms deliveries
+# The three seed articles, copied in full into the story pairs (their ids there):
+PAIRS = ROOT / "tests" / "data" / "stories" / "pairs.yaml"
+KURSK_OFFENSIVE = "merc-seed"  # seed 000: mercenaries in Kursk; pleas for US weapons
+NK_SOLDIERS = "troops-seed"  # seed 003: 50,000 soldiers incl. North Korean ones, Kursk
+KURSK_ESCALATION = "back-seed"  # seed 004: Kursk offensive, NK soldiers, arms deliveries
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def matched(matcher: Matcher, summary: str, title: str = "") -> set[str]:
 
 
 def seed(name: str) -> tuple[str, str]:
-    """(title, body) of a seed article: its first non-empty line that is not a date, the rest."""
-    lines = [line for line in (SEEDS / name).read_text(encoding="utf-8").splitlines() if line]
-    return lines[0], "\n".join(lines[1:])
+    """(title, body) of a seed article."""
+    item = YAML(typ="safe").load(PAIRS.read_text(encoding="utf-8"))["items"][name]
+    return item["title"], item["text"]
 
 
 def test_default_rules_load_and_their_examples_pass(ruleset: RuleSet) -> None:
@@ -47,7 +47,6 @@ def test_default_rules_load_and_their_examples_pass(ruleset: RuleSet) -> None:
     assert check_examples(ruleset) == []
 
 
-@pytest.mark.skipif(not SEEDS.is_dir(), reason="shared seed articles not available")
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -62,7 +61,6 @@ def test_seed_articles(matcher: Matcher, name: str, expected: set[str]) -> None:
     assert matched(matcher, body, title) == expected
 
 
-@pytest.mark.skipif(not SEEDS.is_dir(), reason="shared seed articles not available")
 def test_seed_explanations_point_into_the_text(matcher: Matcher) -> None:
     """Every span of every seed match points at text that is the matched term's word(s)."""
     for name in (KURSK_OFFENSIVE, NK_SOLDIERS, KURSK_ESCALATION):
@@ -179,4 +177,4 @@ def test_rules_readme_exists() -> None:
 def test_default_rule_files_are_self_contained() -> None:
     """Each default file loads on its own (test-rule can be run on one file)."""
     for path in sorted((ROOT / "rules").glob("*.yaml")):
-        assert len(load_rules([Path(path)]).rules) == 1
+        assert len(load_rules([path]).rules) == 1

@@ -1,8 +1,8 @@
 """The lxml fast path against the feedparser path: the same Items wherever it accepts a body.
 
-Differential: every shared corpus file (with its declared headers), the fixture feeds, the
-benchmark's generated feeds, the demo feeds and a few thousand generated feeds built from
-tricky pieces (duplicate fields, media:title, xml:base, guid permalinks, XHTML, mojibake, odd
+Differential: every corpus file in tests/data/corpora (with its declared headers), the fixture
+feeds, the benchmark's generated feeds, the demo feeds and a few thousand generated feeds built
+from tricky pieces (duplicate fields, media:title, xml:base, guid permalinks, XHTML, mojibake, odd
 dates). Wherever ``fast_items`` returns items they must equal ``normalize(parse_feed(...))``,
 feedparser's reading. Unit tests: what it must decline, and that ``parse_items`` then still
 reads the feed through feedparser.
