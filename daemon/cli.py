@@ -127,15 +127,10 @@ def _load(path: str | None) -> Config:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from daemon.rules import check_examples, load_rules
+    from daemon.rules import check_rules
 
     config = _load(args.config)
-    problems: list[Problem] = []
-    try:
-        ruleset = load_rules(list(config.rules), notifiers=set(config.notifiers))
-        problems += check_examples(ruleset)
-    except ConfigError as e:
-        problems += e.problems
+    ruleset, problems = check_rules(list(config.rules), notifiers=set(config.notifiers))
     if problems:
         _print_problems(sorted(problems, key=Problem.sort_key))
         return EXIT_PROBLEMS

@@ -132,6 +132,25 @@ def load_rules(paths: Sequence[Path], *, notifiers: Collection[str] | None = Non
     Raises ConfigError listing every problem. ``notifiers`` are the configured notifier names
     rules may route to; ``None`` skips that check.
     """
+    ruleset, problems = compile_rules(paths, notifiers=notifiers)
+    if problems:
+        raise ConfigError(problems)
+    return ruleset
+
+
+def check_rules(
+    paths: Sequence[Path], *, notifiers: Collection[str] | None = None
+) -> tuple[RuleSet, list[Problem]]:
+    """What ``feedwatch check`` reports: every problem of every file, and the examples of
+    every rule that compiled, even when other rules (of the same file or another) did not."""
+    ruleset, problems = compile_rules(paths, notifiers=notifiers)
+    return ruleset, problems + check_examples(ruleset)
+
+
+def compile_rules(
+    paths: Sequence[Path], *, notifiers: Collection[str] | None = None
+) -> tuple[RuleSet, list[Problem]]:
+    """The rules that compiled, and every problem found on the way (raises nothing)."""
     problems: list[Problem] = []
     files = _read_files(paths, problems)
     aliases = _collect_aliases(files, problems)
@@ -159,11 +178,10 @@ def load_rules(paths: Sequence[Path], *, notifiers: Collection[str] | None = Non
                     problems.append(_at(f, (*loc, "notify", i), f"unknown notifier {name!r}{hint}"))
         if rule is not None:
             rules.append(rule)
-    if problems:
-        raise ConfigError(problems)
-    return RuleSet(
+    ruleset = RuleSet(
         tuple(rules), tuple(f.path for f in files), {a.name: a.text for a in aliases.values()}
     )
+    return ruleset, problems
 
 
 def _at(f: _File, loc: tuple[str | int, ...], message: str, *, key: bool = False) -> Problem:

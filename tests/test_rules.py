@@ -9,7 +9,7 @@ import pytest
 
 from daemon.errors import ConfigError, Problem
 from daemon.rule_spec import ExampleItem, RuleSpec
-from daemon.rules import check_examples, load_rules, make_rule, rule_files
+from daemon.rules import check_examples, check_rules, load_rules, make_rule, rule_files
 from tests.conftest import ROOT
 
 DATA = Path("tests") / "data" / "rules"  # relative to ROOT: problems show this path
@@ -131,3 +131,13 @@ def test_make_rule_and_feed_restriction() -> None:
     assert rule.wants_feed("bbc", ("ukraine",))
     assert not rule.wants_feed("bbc", ("russia",))
     assert make_rule(RuleSpec(id="any", query="x")).wants_feed("bbc", ())
+
+
+def test_check_reports_every_problem_examples_included() -> None:
+    """check_rules: the problems of the rules that failed and the examples of those that compiled,
+    in one run (a file with seven kinds of problems reports seven kinds)."""
+    path = ROOT / DATA / "check" / "seven-kinds.yaml"
+    ruleset, problems = check_rules([path.relative_to(ROOT)], notifiers=NOTIFIERS)
+    assert [r.id for r in ruleset.rules] == ["routed", "routed", "dprk-troops"]
+    rendered = "\n".join(p.render() for p in sorted(problems, key=Problem.sort_key))
+    assert rendered == _golden(path, rendered)
