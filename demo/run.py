@@ -5,7 +5,11 @@
    ``rules/``, a ``console`` notifier, ``backfill: all`` (every item counts as new), ``state_dir``
    inside that folder (so every run starts clean and shows the alerts) and no ``redis`` URL
    (feedwatch runs its embedded Redis there).
-3. Run ``feedwatch run --once --config <that file>`` with its output going straight to ours.
+3. Run ``feedwatch run --once --config <that file>``: the console notifier writes one JSON
+   object per alert on feedwatch's stdout, which this script shows as a few readable lines each
+   (``demo/show.py``; ``--format json`` prints the objects as they are). The daemon's own log
+   (stderr) goes to ``.feedwatch-demo/feedwatch.log``, whose path and count of warnings are
+   printed at the end, so the alerts are not buried among ``delivered`` and ``poll`` lines.
 4. Stop the server, remove the folder (unless ``--keep``), exit with feedwatch's exit code.
 
 ``demo/expected.yaml`` says which items should alert and which are near misses that must not.
@@ -31,8 +35,10 @@ if str(ROOT) not in sys.path:  # run as a script: ``python demo/run.py``
     sys.path.insert(0, str(ROOT))
 
 from demo.serve import serve, stop  # noqa: E402 - needs the repo root on sys.path first
+from demo.show import render_line  # noqa: E402
 
 RULES_DIR = ROOT / "rules"
+LOG = ROOT / ".feedwatch-demo" / "feedwatch.log"
 
 
 def _q(text: str) -> str:
@@ -82,14 +88,22 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def run_feedwatch(cmd: list[str]) -> int:
-    """Run ``cmd`` with inherited stdout/stderr; forward SIGTERM; return its exit code.
+def run_feedwatch(cmd: list[str], log: Path | None = None, *, pretty: bool = False) -> int:
+    """Run ``cmd``; forward SIGTERM; return its exit code.
 
-    Ctrl-C reaches the child directly (same foreground process group), so SIGINT is not
-    forwarded: that would count as a second signal and skip feedwatch's graceful shutdown.
+    Its stdout is ours (with ``pretty``, each alert object rendered by demo/show.py); its
+    stderr, the daemon's log, goes to ``log`` when given. Ctrl-C reaches the child directly
+    (same foreground process group), so SIGINT is not forwarded: that would count as a second
+    signal and skip feedwatch's graceful shutdown.
     """
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    with contextlib.ExitStack() as stack:
+        err = stack.enter_context(log.open("w", encoding="utf-8")) if log is not None else None
+        out = subprocess.PIPE if pretty else None
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, text=True)
+        return _wait(proc, pretty=pretty)
 
+
+def _wait(proc: subprocess.Popen[str], *, pretty: bool) -> int:
     def forward(signum: int, frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signum)
@@ -97,6 +111,10 @@ def run_feedwatch(cmd: list[str]) -> int:
     previous_term = signal.signal(signal.SIGTERM, forward)
     previous_int = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
+        if pretty and proc.stdout is not None:
+            for line in proc.stdout:
+                shown = render_line(line)
+                print(line.rstrip("\n") if shown is None else shown + "\n", flush=True)
         return _exit_code(proc.wait())
     finally:
         signal.signal(signal.SIGTERM, previous_term)
@@ -144,6 +162,17 @@ def _header(base_url: str, names: list[str], config: Path, cmd: list[str]) -> st
     )
 
 
+def _log_summary(log: Path) -> str:
+    """Where the daemon's log is, and how many warnings and errors it holds."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return f"No log at {log}."
+    bad = sum(1 for line in lines if " WARNING " in line or " ERROR " in line)
+    rel = log.relative_to(ROOT) if log.is_relative_to(ROOT) else log
+    return f"Its log ({len(lines)} lines, {bad} warnings or errors): {rel}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; return feedwatch's exit code (2 if feedwatch is not installed)."""
     parser = argparse.ArgumentParser(description="Run feedwatch once over local sample feeds.")
@@ -156,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "--format",
         choices=("text", "json"),
         default="text",
-        help="console notifier output format (default: text)",
+        help="text: each alert as a few readable lines (default); json: one object per alert",
     )
     args = parser.parse_args(argv)
 
@@ -175,13 +204,17 @@ def main(argv: list[str] | None = None) -> int:
         names = sorted(server.feeds)
         config = work / "feedwatch.yaml"
         config.write_text(
-            config_text(base_url, names, state_dir=state_dir, console_format=args.format),
+            config_text(base_url, names, state_dir=state_dir, console_format="json"),
             encoding="utf-8",
         )
         cmd = feedwatch_command(config)
         print(_header(base_url, names, config, cmd), flush=True)
-        code = run_feedwatch(cmd)
-        print(f"\nfeedwatch exited with code {code}", flush=True)
+        LOG.parent.mkdir(exist_ok=True)
+        code = run_feedwatch(cmd, LOG, pretty=args.format == "text")
+        print(f"\nfeedwatch exited with code {code}. {_log_summary(LOG)}", flush=True)
+        if code != 0:  # the reason is in the log: show its end
+            tail = LOG.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+            print("\n".join(tail), file=sys.stderr)
         return code
     finally:
         stop(server)
