@@ -89,7 +89,7 @@ class FetchConfig(_Strict):
 
 class PollingConfig(_Strict):
     max_backoff: Duration = 6 * 3600.0
-    shutdown_grace: Duration = 10.0
+    shutdown_grace: Duration = 5.0  # well below docker stop's 10 s before SIGKILL
     parse_workers: Int = Field(default=0, ge=0)  # 0 = one per CPU
     # How long a story is remembered after its first item (daemon/story_store.py).
     story_window: Annotated[float, PlainValidator(check_story_window)] = 48 * 3600.0

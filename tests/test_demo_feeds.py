@@ -347,9 +347,22 @@ def test_dockerfile_copies_existing_files_and_runs_as_non_root() -> None:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
                 assert source not in ignored, source
-    assert "RUN python -m venv /app/.venv && /app/.venv/bin/pip install ." in dockerfile
+    # installs from the lock, with hashes, then feedwatch itself without dependencies
+    assert "pip install --require-hashes -r requirements/main.txt" in dockerfile
+    assert "pip install --no-deps --no-build-isolation ." in dockerfile
     assert re.search(r"^USER (?!root)\S+", dockerfile, re.M)
     assert 'ENTRYPOINT ["feedwatch"]' in dockerfile
+    # one source of truth for the config: run and the HEALTHCHECK both read $FEEDWATCH_CONFIG
+    assert 'CMD ["run"]' in dockerfile and "FEEDWATCH_CONFIG=/app/feedwatch.yaml" in dockerfile
+    # the state (seen items, stories) outlives the container; no frontend fetched from a registry
+    assert 'VOLUME ["/app/.feedwatch"]' in dockerfile
+    assert "# syntax=" not in dockerfile
+
+
+def test_default_shutdown_grace_is_well_below_dockers_stop_timeout() -> None:
+    """docker stop sends SIGKILL after 10 s: the image's config drains well before that."""
+    config = load_config(ROOT / "feedwatch.yaml")
+    assert config.polling.shutdown_grace <= 10.0 / 2
 
 
 def _rule_files() -> list[Path]:
