@@ -46,10 +46,10 @@ from alerts.dispatch import DeliverySettings, Dispatcher
 from alerts.wire import Alert
 from daemon.clock import Clock, utc_now
 from daemon.errors import StoreError
-from daemon.keys import Keys
 from daemon.logging import log as structured
-from daemon.redis_errors import STORE_ERRORS, UNAVAILABLE
-from daemon.shielded import committed
+from daemon.redis.errors import STORE_ERRORS, UNAVAILABLE
+from daemon.redis.keys import Keys
+from daemon.redis.shielded import committed
 
 log = logging.getLogger(__name__)
 

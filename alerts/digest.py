@@ -6,7 +6,7 @@ acknowledged once the alert is durably in Redis; a flusher (``alerts/digest_flus
 the buffer as one message when ``window`` has passed since its first alert. The
 (alert, notifier) delivered marker is written only after that message was accepted.
 
-Redis, per notifier (``daemon/keys.py``)::
+Redis, per notifier (``daemon/redis/keys.py``)::
 
     {p}:digest:<n>           hash  alert id → record (JSON: source_id, buffered_at ms, alert)
     {p}:digest:<n>:since     str   epoch ms of the buffer's first alert (SET NX on add)
@@ -42,8 +42,8 @@ from alerts.base import Notifier
 from alerts.dlq import dead_field
 from alerts.wire import Alert
 from daemon.errors import NotifyError, StoreError
-from daemon.keys import Keys
-from daemon.redis_errors import STORE_ERRORS
+from daemon.redis.errors import STORE_ERRORS
+from daemon.redis.keys import Keys
 
 MIN_WINDOW = 60.0
 MAX_WINDOW = 86400.0

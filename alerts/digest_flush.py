@@ -61,8 +61,8 @@ from alerts.dlq import dead_field
 from daemon.clock import Clock
 from daemon.errors import NotifyError, StoreError
 from daemon.logging import log as structured
-from daemon.redis_errors import STORE_ERRORS
-from daemon.shielded import committed
+from daemon.redis.errors import STORE_ERRORS
+from daemon.redis.shielded import committed
 
 log = logging.getLogger(__name__)
 

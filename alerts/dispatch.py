@@ -45,9 +45,9 @@ from alerts.observer import DeliveryObserver, Guarded
 from alerts.wire import Alert, severity_rank
 from daemon.clock import Clock, utc_now
 from daemon.errors import NotifyError
-from daemon.keys import Keys
 from daemon.logging import log as structured
-from daemon.shielded import committed
+from daemon.redis.keys import Keys
+from daemon.redis.shielded import committed
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import redis.asyncio as aioredis
 
 from alerts.wire import Alert
 from daemon.errors import StoreError
-from daemon.keys import Keys
-from daemon.redis_errors import STORE_ERRORS
+from daemon.redis.errors import STORE_ERRORS
+from daemon.redis.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ Clients: :func:`notifier_client` builds each HTTP notifier its own ``httpx.Async
 requests are spread over a few small connection pools (least busy first) instead of one big
 pool. httpcore scans every connection of a pool, with a readability syscall each, whenever a
 request starts or ends: one pool of 16 keep-alive connections cost ~1 ms of CPU per request at
-16 requests in flight, four pools of four ~0.4 ms (``bench/delivery.py``; ``daemon/fetch.py``
+16 requests in flight, four pools of four ~0.4 ms (``bench/delivery.py``; ``daemon/fetch/client.py``
 shards its feed clients for the same reason). With a proxy configured in the environment
 (``HTTPS_PROXY``…) the client is a plain one, so httpx applies the proxy as before.
 """

@@ -1,6 +1,6 @@
 """The delivery ledger: what Redis remembers per (alert, notifier), and the shielded final write.
 
-Keys (``daemon/keys.py``; layout in ``alerts/README.md``)::
+Keys (``daemon/redis/keys.py``; layout in ``alerts/README.md``)::
 
     {p}:delivered:<id>   set   notifier names that delivered the alert (SADD + EXPIRE)
     {p}:attempts:<id>    hash  <n> → sends tried, <n>#error → last recoverable error,
@@ -28,9 +28,9 @@ import redis.asyncio as aioredis
 
 from alerts.dlq import attempts_field, dead_field, error_field
 from daemon.errors import NotifyError, StoreError
-from daemon.keys import Keys
-from daemon.redis_errors import STORE_ERRORS
-from daemon.shielded import committed
+from daemon.redis.errors import STORE_ERRORS
+from daemon.redis.keys import Keys
+from daemon.redis.shielded import committed
 
 # KEYS: delivered set, attempts hash. ARGV: ttl, then per notifier about to send: name,
 # attempts field, dead field, limit. Returns {members, hash (as it was), counts}: counts[i] is

@@ -3,7 +3,7 @@
 ``Dispatcher(..., observer=obs)`` calls these methods synchronously, right after the event
 (after the Redis record was written). They must be cheap; an exception is logged and
 swallowed. ``alerts`` defines the protocol so it never imports
-the daemon's metrics: ``daemon.metrics.Metrics`` implements it. ``Guarded`` wraps one (or
+the daemon's metrics: ``daemon.ops.metrics.Metrics`` implements it. ``Guarded`` wraps one (or
 none) so that calling it is always safe.
 """
 

@@ -58,10 +58,10 @@ from alerts.httperrors import notifier_client  # noqa: E402
 from alerts.testing import RecordingNotifier  # noqa: E402
 from alerts.webhook import WebhookNotifier, WebhookOptions  # noqa: E402
 from alerts.wire import Alert, AlertItem, AlertMatch, AlertRule  # noqa: E402
-from daemon.embedded import EmbeddedRedis  # noqa: E402
-from daemon.keys import Keys  # noqa: E402
 from daemon.logging import setup_logging  # noqa: E402
-from daemon.publish import Publisher, alert_id  # noqa: E402
+from daemon.publish.stream import Publisher, alert_id  # noqa: E402
+from daemon.redis.embedded import EmbeddedRedis  # noqa: E402
+from daemon.redis.keys import Keys  # noqa: E402
 
 KEYS = Keys("bench")
 GOAL_RATE = 1000.0  # alerts/s to a local webhook

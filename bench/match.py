@@ -29,11 +29,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.match import Matcher  # noqa: E402
-from daemon.query import compile_text, parse  # noqa: E402
-from daemon.query.ast import And, Group, Near, Node, Not, Or, Scope, Term  # noqa: E402
-from daemon.rule_spec import RuleSpec  # noqa: E402
-from daemon.rules import RuleSet, load_rules, make_rule  # noqa: E402
+from daemon.match.matcher import Matcher  # noqa: E402
+from daemon.match.query import compile_text, parse  # noqa: E402
+from daemon.match.query.ast import And, Group, Near, Node, Not, Or, Scope, Term  # noqa: E402
+from daemon.match.rule_spec import RuleSpec  # noqa: E402
+from daemon.match.rules import RuleSet, load_rules, make_rule  # noqa: E402
 from daemon.types import Item  # noqa: E402
 
 SEEDS = ROOT.parent / "shared" / "seeds"

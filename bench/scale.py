@@ -54,11 +54,11 @@ from poll import Server, feedwatch_cmd, versions  # noqa: E402
 from proctree import CpuMeter, children, cpu_by_role, cpu_of, machine, tree_sample  # noqa: E402
 
 import daemon  # noqa: E402
-from daemon.embedded import EmbeddedRedis  # noqa: E402
-from daemon.leases import claim_ttl  # noqa: E402
-from daemon.peers import BEATS_PER_TTL, CLAIM_PATIENCE, preferred  # noqa: E402
-from daemon.poll_result import SKIPPED  # noqa: E402
-from daemon.scheduling import START_SPREAD  # noqa: E402
+from daemon.poll.leases import claim_ttl  # noqa: E402
+from daemon.poll.peers import BEATS_PER_TTL, CLAIM_PATIENCE, preferred  # noqa: E402
+from daemon.poll.result import SKIPPED  # noqa: E402
+from daemon.poll.scheduling import START_SPREAD  # noqa: E402
+from daemon.redis.embedded import EmbeddedRedis  # noqa: E402
 
 RESULTS = HERE / "results"
 RSS_GOAL_MB = 250.0
@@ -93,7 +93,7 @@ class Fleet:
         self.polls: list[Poll] = []
         self.skipped: Counter[str] = Counter()  # logged ticks without a request, by outcome
         self.started: dict[int, float] = {}
-        self.identity: dict[int, str] = {}  # process -> its peer identity (daemon/peers.py)
+        self.identity: dict[int, str] = {}  # process -> its peer identity (daemon/poll/peers.py)
         self.http: dict[int, str] = {}
         self.warnings: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()  # poll errors, by message (first 120 characters)
@@ -386,7 +386,7 @@ def warm_up(interval: float) -> float:
     fleet shares the feeds as designed, whose first ticks say little about it.
 
     * Every process beats in Redis every ``LEASE_TTL / BEATS_PER_TTL`` (10 s) and reads the live
-      processes then (``daemon/peers.py``). One that registered before the others first sees
+      processes then (``daemon/poll/peers.py``). One that registered before the others first sees
       fewer of them (alone, it prefers every feed); every view agrees one beat after the last
       process registered (just after its ``started`` line).
     * Then each feed moves to the process it prefers at its next claim: the preferred one
@@ -434,7 +434,7 @@ def gaps(polls: list[Poll], interval: float) -> dict[str, Any]:
 
 
 def within_claim(polls: list[Poll], interval: float) -> int:
-    """Feeds polled by two processes less than a claim apart: ``daemon/leases.py`` promises
+    """Feeds polled by two processes less than a claim apart: ``daemon/poll/leases.py`` promises
     none (between the two requests). A process's own polls are not held back by its claim (they
     follow its schedule), so only a change of process counts."""
     ttl = claim_ttl(interval)
@@ -442,7 +442,7 @@ def within_claim(polls: list[Poll], interval: float) -> int:
 
 
 def preferred_share(polls: list[Poll], identity: dict[int, str]) -> float | None:
-    """The share of ``polls`` made by the process the feed prefers (``daemon/peers.py``, over
+    """The share of ``polls`` made by the process the feed prefers (``daemon/poll/peers.py``, over
     the fleet's processes); None for one process."""
     members = sorted(identity.values())
     if len(members) < 2 or not polls:

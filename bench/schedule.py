@@ -1,6 +1,6 @@
 """What an adaptive schedule costs with 10,000 feeds: rescheduling jobs vs ticking and skipping.
 
-Two ways for a per-feed effective interval to drive APScheduler 3.x (daemon/scheduling.py):
+Two ways for a per-feed effective interval to drive APScheduler 3.x (daemon/poll/scheduling.py):
 
 * **reschedule**: one job per feed; after each poll the job's next run time (and trigger, when
   the interval changed) is moved with ``modify_job``. Cost: one ``modify_job`` per poll.
@@ -33,7 +33,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from daemon.embedded import EmbeddedRedis
+from daemon.redis.embedded import EmbeddedRedis
 
 
 async def job_executions(n: int) -> float:

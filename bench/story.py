@@ -2,14 +2,14 @@
 
     .venv-bench/bin/python bench/story.py [--stories 100000] [--probes 4000] [--compare]
 
-1. Fills ``daemon.story.StoryIndex`` with ``--stories`` synthetic stories (news-sized items,
-   ~1.5 KB: words drawn from the Zipf vocabulary of bench/match.py, 15% of them from a dozen
+1. Fills ``daemon.stories.cluster.StoryIndex`` with ``--stories`` synthetic stories (news-sized
+   items, ~1.5 KB: words drawn from the Zipf vocabulary of bench/match.py, 15% of them from a dozen
    names of the story's own (people, places), two numbers and a weekday each), then times
    fingerprint + ``assign`` for ``--probes`` more items: half rewrites of stories in the index
    (headline changed, a fifth of the sentences dropped, two swapped; stories from the start,
    middle and end of the window), half new stories.
-2. The Redis index the daemon uses (``daemon.story_store.StoryStore``) on a real redis-server
-   (``daemon.embedded.EmbeddedRedis``, in memory): filled with the same stories (every other
+2. The Redis index the daemon uses (``daemon.stories.index.StoryStore``) on a real redis-server
+   (``daemon.redis.embedded.EmbeddedRedis``, in memory): filled with the same stories (every other
    one carried by a second feed: 1.5 items per story), then fingerprint + lookup + commit of
    the same kind of probes, one at a time and in polls of 50; ``INFO memory`` gives bytes per
    remembered item.
@@ -43,11 +43,11 @@ import redis.asyncio as aioredis  # noqa: E402
 
 from bench.match import vocabulary  # noqa: E402
 from bench.story_compare import compare  # noqa: E402
-from daemon.embedded import EmbeddedRedis  # noqa: E402
-from daemon.keys import Keys  # noqa: E402
-from daemon.story import StoryIndex, fingerprint  # noqa: E402
-from daemon.story_sketch import Fingerprint  # noqa: E402
-from daemon.story_store import StoryEntry, StoryStore, item_key  # noqa: E402
+from daemon.redis.embedded import EmbeddedRedis  # noqa: E402
+from daemon.redis.keys import Keys  # noqa: E402
+from daemon.stories.cluster import StoryIndex, fingerprint  # noqa: E402
+from daemon.stories.index import StoryEntry, StoryStore, item_key  # noqa: E402
+from daemon.stories.sketch import Fingerprint  # noqa: E402
 
 HOUR = 3600.0
 WINDOW = 48 * HOUR
@@ -173,7 +173,7 @@ def _timed(probes: list[tuple[str, str, str]]) -> float:
 
 
 def bench_redis(args: argparse.Namespace) -> dict[str, Any]:
-    """The Redis story index as the daemon runs it (``daemon.story_store.StoryStore`` on a
+    """The Redis story index as the daemon runs it (``daemon.stories.index.StoryStore`` on a
     real redis-server): fill it with ``--stories`` stories (every other one carried by a
     second feed: 1.5 items per story) spread over the window, then time fingerprint +
     lookup + commit of the probes, one item at a time and in polls of 50; INFO memory."""

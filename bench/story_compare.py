@@ -9,8 +9,8 @@ fingerprint on news-sized items. Pure Python throughout, like the daemon.
 - MinHash containment: the same over words, turned into containment of the smaller set with
   the two set sizes; best and worst of four hash keys: the estimate moves with the hash alone.
 - SimHash: 64 bits over the content words weighted by count; similarity = 1 - hamming / 64.
-- chosen: ``daemon.story.similarity``, new item against the stored story (both arrival orders),
-  and exact (both fingerprints fresh).
+- chosen: ``daemon.stories.cluster.similarity``, new item against the stored story (both arrival
+  orders), and exact (both fingerprints fresh).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
-from daemon._yaml import load_yaml
-from daemon.story import SAME_STORY, fingerprint, similarity
-from daemon.story_sketch import content_words
+from daemon.config.yamlfile import load_yaml
+from daemon.stories.cluster import SAME_STORY, fingerprint, similarity
+from daemon.stories.sketch import content_words
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "tests" / "data" / "stories" / "pairs.yaml"

@@ -13,7 +13,7 @@ from daemon import __version__
 from daemon.errors import ConfigError, FeedwatchError, Problem
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from daemon.config.load import Config
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -120,14 +120,14 @@ def _print_problems(problems: Sequence[Problem]) -> None:
 
 
 def _load(path: str | None) -> Config:
-    from daemon.config import load_config
+    from daemon.config.load import load_config
     from daemon.runtime import config_path
 
     return load_config(config_path(path))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from daemon.rules import check_rules
+    from daemon.match.rules import check_rules
 
     config = _load(args.config)
     ruleset, problems = check_rules(list(config.rules), notifiers=set(config.notifiers))
@@ -156,14 +156,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_test_rule(args: argparse.Namespace) -> int:
-    from daemon.testrule import test_rule
+    from daemon.match.testrule import test_rule
 
     return test_rule([args.rules], args.feed, as_json=args.json, out=sys.stdout)
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     from alerts import dlq
-    from daemon.keys import Keys
+    from daemon.redis.keys import Keys
     from daemon.runtime import RedisConnection
 
     config = _load(args.config)
@@ -195,15 +195,15 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
-    """``feedwatch silence add|list|expire``: thin wrappers of ``daemon.silence.Silences``."""
+    """``feedwatch silence add|list|expire``: wrappers of ``daemon.publish.silence.Silences``."""
     import getpass
     import socket
     import time
 
     from daemon.durations import parse_duration
-    from daemon.keys import Keys
+    from daemon.publish.silence import Silences, format_silences
+    from daemon.redis.keys import Keys
     from daemon.runtime import RedisConnection
-    from daemon.silence import Silences, format_silences
 
     try:
         config = _load(args.config)
@@ -246,7 +246,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
 
 
 def _rule_ids(config: Config) -> set[str]:
-    from daemon.rules import load_rules
+    from daemon.match.rules import load_rules
 
     try:
         return {r.id for r in load_rules(list(config.rules)).rules}
@@ -261,10 +261,10 @@ def cmd_health(args: argparse.Namespace) -> int:
     """
     import socket
 
-    from daemon import redis_url
-    from daemon.embedded import EmbeddedRedis
-    from daemon.keys import Keys
-    from daemon.redis_errors import STORE_ERRORS
+    from daemon.redis import url as redis_url
+    from daemon.redis.embedded import EmbeddedRedis
+    from daemon.redis.errors import STORE_ERRORS
+    from daemon.redis.keys import Keys
 
     config = _load(args.config)
     url = config.redis or EmbeddedRedis(config.state_dir).running_url()
@@ -298,7 +298,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from daemon import status
+    from daemon.ops import status
     from daemon.runtime import RedisConnection
 
     config = _load(args.config)
@@ -313,7 +313,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
-    from daemon import opml_config
+    from daemon.config import opml_io as opml_config
 
     if args.feeds_command == "import":
         return opml_config.run_import(args.file, append_to=args.append_to, interval=args.interval)

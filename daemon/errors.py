@@ -126,7 +126,7 @@ class StoreError(FeedwatchError):
 
 
 class RedisUrlError(FeedwatchError):
-    """A ``redis:`` URL cannot be used (``daemon.redis_url``). The message never holds the
+    """A ``redis:`` URL cannot be used (``daemon.redis.url``). The message never holds the
     password; the config layer locates it (``file:line:column``)."""
 
 

@@ -3,7 +3,7 @@
 ``Daemon`` opens, in order, the Redis connection (starting the embedded server when no URL is
 configured), the fetcher, the parse pool, the notifiers with an HTTP client each, and closes
 them in reverse on exit, whatever happened. ``run()`` runs until SIGINT/SIGTERM, then shuts
-down in two stages (``daemon/shutdown.py``): the first signal drains what is in flight for
+down in two stages (``daemon/poll/shutdown.py``): the first signal drains what is in flight for
 ``shutdown_grace`` seconds, a second one cancels it and waits for its shielded final writes.
 
 SIGHUP (and any change to a rule file) reloads the rules; an invalid edit is logged with its
@@ -31,34 +31,35 @@ from alerts import registry
 from alerts.consumer import Consumer
 from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime
 from alerts.httperrors import notifier_client
-from daemon import __version__, redis_url
-from daemon.alerting import StoryStage
-from daemon.config import Config
-from daemon.embedded import EmbeddedRedis
+from daemon import __version__
+from daemon.config.load import Config
 from daemon.errors import ConfigError, Problem, StoreError
-from daemon.feed_health import FeedHealth
-from daemon.fetch import Fetcher, FetchSettings
-from daemon.http import HttpServer, endpoints
-from daemon.keys import Keys
-from daemon.leases import Leases
+from daemon.fetch.client import Fetcher, FetchSettings
 from daemon.logging import log
-from daemon.metrics import CONTENT_TYPE, Metrics
-from daemon.parsing import ParsePool
-from daemon.peers import Peers, gained
-from daemon.pipeline import Pipeline
-from daemon.poller import Poller
-from daemon.publish import Publisher
-from daemon.redis_errors import STORE_ERRORS
-from daemon.redis_url import RedisHandle
-from daemon.reload import RuleHolder
-from daemon.scheduling import FeedScheduler
-from daemon.sentinel import StateGuard
-from daemon.shutdown import TwoStage
-from daemon.silence import Silences
-from daemon.store import FeedStore
-from daemon.story_store import StoryStore
-from daemon.websub_service import WebSubService, WebSubSettings, websub_routes
-from daemon.websub_store import WebSubStore
+from daemon.match.reload import RuleHolder
+from daemon.ops.http import HttpServer, endpoints
+from daemon.ops.metrics import CONTENT_TYPE, Metrics
+from daemon.poll.health import FeedHealth
+from daemon.poll.leases import Leases
+from daemon.poll.parse_pool import ParsePool
+from daemon.poll.peers import Peers, gained
+from daemon.poll.pipeline import Pipeline
+from daemon.poll.poller import Poller
+from daemon.poll.scheduling import FeedScheduler
+from daemon.poll.shutdown import TwoStage
+from daemon.poll.state import FeedStore
+from daemon.publish.alerting import StoryStage
+from daemon.publish.silence import Silences
+from daemon.publish.stream import Publisher
+from daemon.redis import url as redis_url
+from daemon.redis.embedded import EmbeddedRedis
+from daemon.redis.errors import STORE_ERRORS
+from daemon.redis.keys import Keys
+from daemon.redis.sentinel import StateGuard
+from daemon.redis.url import RedisHandle
+from daemon.stories.index import StoryStore
+from daemon.websub.service import WebSubService, WebSubSettings, websub_routes
+from daemon.websub.store import WebSubStore
 
 logger = logging.getLogger("daemon.runtime")
 ROLES = ("all", "poller", "notifier")
@@ -101,7 +102,7 @@ def fetch_settings(config: Config) -> FetchSettings:
 
 class RedisConnection:
     """The Redis client for a config: the configured URL (one server, Sentinel or Cluster:
-    ``daemon.redis_url``), or the embedded server. Entering it checks that Redis answers."""
+    ``daemon.redis.url``), or the embedded server. Entering it checks that Redis answers."""
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from daemon.embedded import EmbeddedRedis
+from daemon.redis.embedded import EmbeddedRedis
 from tests.support.httpserver import FeedServer
 from tests.support.redis_topologies import ClusterSetup, SentinelSetup
 

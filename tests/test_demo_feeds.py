@@ -18,9 +18,9 @@ import feedparser
 import pytest
 from ruamel.yaml import YAML
 
-from daemon.config import load_config
+from daemon.config.load import load_config
 from daemon.durations import parse_duration
-from daemon.embedded import EmbeddedRedis
+from daemon.redis.embedded import EmbeddedRedis
 from demo import run as demo_run
 from demo.serve import (
     FEEDS_DIR,
@@ -261,7 +261,7 @@ def test_serve_script_writes_port_file_and_stops_on_sigterm(tmp_path: Path) -> N
 
 
 def test_demo_config_is_valid_for_feedwatch(tmp_path: Path) -> None:
-    """The config demo/run.py writes loads with daemon.config and says what the demo needs."""
+    """The config demo/run.py writes loads with daemon.config.load and says what the demo needs."""
     config = tmp_path / "feedwatch.yaml"
     state = tmp_path / "state dir"
     names = feed_names()

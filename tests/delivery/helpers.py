@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from alerts.consumer import Consumer
 from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime
 from alerts.wire import Alert, AlertItem, AlertMatch, AlertRule
-from daemon.keys import Keys
+from daemon.redis.keys import Keys
 
 KEYS = Keys("t")
 NOW = datetime(2024, 8, 10, 12, 0, tzinfo=UTC)

@@ -29,7 +29,7 @@ from alerts.slack import SlackNotifier
 from alerts.testing import RecordingNotifier
 from alerts.webhook import WebhookNotifier
 from alerts.wire import Alert
-from daemon.config import ConfigError, load_config
+from daemon.config.load import ConfigError, load_config
 from tests.delivery.helpers import KEYS, NOW, Sleeps, make_alert, publish, running, settings
 from tests.support.redis_topologies import client
 

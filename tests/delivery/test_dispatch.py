@@ -11,7 +11,7 @@ from alerts.dispatch import NotifierRuntime
 from alerts.dlq import dlq_list
 from alerts.testing import FailingNotifier, RecordingNotifier
 from alerts.wire import Alert
-from daemon.shielded import committed
+from daemon.redis.shielded import committed
 from tests.delivery.helpers import KEYS, Sleeps, dispatcher, make_alert, runtimes, settings
 
 

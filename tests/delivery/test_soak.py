@@ -26,7 +26,7 @@ from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime
 from alerts.testing import FlakyNotifier, RecordingNotifier
 from alerts.webhook import WebhookNotifier, WebhookOptions
 from alerts.wire import Alert, AlertItem, AlertMatch, AlertRule
-from daemon.publish import Publisher, alert_id
+from daemon.publish.stream import Publisher, alert_id
 from tests.delivery.helpers import KEYS, dispatcher, make_alert, publish, running, runtimes
 from tests.delivery.helpers import settings as make_settings
 from tests.support.httpserver import FeedServer, Request, Response

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from daemon.config import config_from_dict
-from daemon.http import HttpServer, Response, endpoints
+from daemon.config.load import config_from_dict
+from daemon.ops.http import HttpServer, Response, endpoints
 from daemon.runtime import Daemon
 from tests.e2e.conftest import RULE_FILE, Feedwatch, reap, terminate
 from tests.e2e.test_lifecycle import Lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from daemon.embedded import EmbeddedRedis
+from daemon.redis.embedded import EmbeddedRedis
 from tests.e2e.conftest import Feedwatch, ids, reap, terminate
 from tests.e2e.test_lifecycle import Lines
 from tests.support.feeds import Entry, rss

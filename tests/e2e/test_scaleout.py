@@ -8,7 +8,7 @@ its slack); every alert is delivered once across the processes; and after one pr
 SIGKILLed mid-poll, its lease expires within ``lease_ttl`` and every feed it polled is polled
 again by the others within about one interval of its death (the bound the claim, the lease and
 the peers' beat give). The processes share the
-work (daemon/peers.py): each polls a fair part of the feeds.
+work (daemon/poll/peers.py): each polls a fair part of the feeds.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import IO, Any
 import pytest
 import redis
 
-from daemon.keys import Keys
-from daemon.leases import claim_ttl
-from daemon.peers import BEATS_PER_TTL
+from daemon.poll.leases import claim_ttl
+from daemon.poll.peers import BEATS_PER_TTL
+from daemon.redis.keys import Keys
 from tests.e2e.conftest import Feedwatch
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer, Request, Response

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from daemon._yaml import load_yaml, to_plain
+from daemon.config.yamlfile import load_yaml, to_plain
 from tests.e2e.conftest import Feedwatch, Run
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer

@@ -25,7 +25,7 @@ from types import TracebackType
 import redis
 import redis.asyncio as aioredis
 
-from daemon.embedded import server_binary
+from daemon.redis.embedded import server_binary
 
 SLOTS = 16384
 
@@ -319,7 +319,7 @@ def client(url: str) -> redis.Redis:
     from redis.cluster import ClusterNode, RedisCluster
     from redis.sentinel import Sentinel
 
-    from daemon.redis_url import parse
+    from daemon.redis.url import parse
 
     target = parse(url)
     if target.kind == "single":
@@ -347,6 +347,6 @@ def flush_url(url: str) -> None:
 def aclient(url: str) -> aioredis.Redis:
     """An asyncio client for any feedwatch ``redis:`` URL, like ``aioredis.Redis.from_url``
     (a cluster client is typed as ``aioredis.Redis``, as in the daemon)."""
-    from daemon.redis_url import open_client, parse
+    from daemon.redis.url import open_client, parse
 
     return open_client(parse(url)).client
