@@ -127,7 +127,7 @@ def _load(path: str | None) -> Config:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from daemon.match.rules import check_rules
+    from daemon.match.examples import check_rules
 
     config = _load(args.config)
     ruleset, problems = check_rules(list(config.rules), notifiers=set(config.notifiers))

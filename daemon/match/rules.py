@@ -5,7 +5,7 @@ The file shape is ``daemon.match.rule_spec.RuleSpec`` (pydantic v2, ``extra="for
 rule key, add a field there (and, if the pipeline needs it often, to ``Rule``); ``Rule.spec`` always
 carries the whole validated spec. Semantic checks after the shape: every query compiles
 (aliases expanded), rule ids are unique across files, notifier names exist.
-Examples are run by ``check_examples`` (``feedwatch check``).
+Examples are run by ``daemon.match.examples`` (``feedwatch check``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from daemon.config.messages import message_for, unknown_key
 from daemon.errors import ConfigError, Problem
 from daemon.match.query import AliasTable, BrokenAliasError, Query, QuerySyntaxError, compile_text
 from daemon.match.query.lexer import ALIAS_NAME, did_you_mean
-from daemon.match.rule_spec import ExampleItem, Examples, RuleFileSpec, RuleSpec
-from daemon.types import Item
+from daemon.match.rule_spec import Examples, RuleFileSpec, RuleSpec
 
 RULE_SUFFIXES = (".yaml", ".yml")
 
@@ -136,15 +135,6 @@ def load_rules(paths: Sequence[Path], *, notifiers: Collection[str] | None = Non
     if problems:
         raise ConfigError(problems)
     return ruleset
-
-
-def check_rules(
-    paths: Sequence[Path], *, notifiers: Collection[str] | None = None
-) -> tuple[RuleSet, list[Problem]]:
-    """What ``feedwatch check`` reports: every problem of every file, and the examples of
-    every rule that compiled, even when other rules (of the same file or another) did not."""
-    ruleset, problems = compile_rules(paths, notifiers=notifiers)
-    return ruleset, problems + check_examples(ruleset)
 
 
 def compile_rules(
@@ -353,55 +343,3 @@ def _query_problem(
 ) -> Problem:
     line, col = _yaml.position(f.root, loc)
     return err.problem(f.name, where(loc), query, f.text.splitlines(), line, col, what)
-
-
-# -- examples -----------------------------------------------------------------------------
-
-
-def example_item(example: str | ExampleItem, n: int = 0) -> Item:
-    """The item an example stands for: a plain text is the summary of an untitled item."""
-    if isinstance(example, str):
-        return Item(
-            feed="example", id=f"example-{n}", title="", summary=example, link=None, published=None
-        )
-    return Item(
-        feed=example.feed,
-        id=f"example-{n}",
-        title=example.title,
-        summary=example.summary,
-        link=example.link,
-        published=None,
-        tags=example.tags,
-    )
-
-
-def check_examples(ruleset: RuleSet) -> list[Problem]:
-    """Run every rule's ``examples`` (the query alone: ``enabled`` and ``feeds`` are ignored).
-
-    One Problem per example that does not behave, at the example's position.
-    """
-    from daemon.match.matcher import Matcher  # here: daemon.match.matcher imports this module
-
-    matcher = Matcher(ruleset)
-    roots: dict[str, Any] = {}
-    problems: list[Problem] = []
-    for rule in ruleset.rules:
-        for kind in ("match", "no_match"):
-            for i, example in enumerate(getattr(rule.examples, kind)):
-                found = matcher.evaluate(rule, example_item(example, i))
-                if (found is not None) == (kind == "match"):
-                    continue
-                if found is None:
-                    msg = f"rule {rule.id!r} does not match this example, but should"
-                else:
-                    terms = ", ".join(dict.fromkeys(f"{s.term} ({s.field})" for s in found.spans))
-                    msg = f"rule {rule.id!r} matches this example, but should not ({terms})"
-                loc = ("rules", rule.index, "examples", kind, i)
-                if rule.file not in roots:
-                    try:
-                        roots[rule.file] = _yaml.load_yaml(rule.file)
-                    except ConfigError:
-                        roots[rule.file] = None
-                line, col = _yaml.position(roots[rule.file], loc) if roots[rule.file] else (0, 0)
-                problems.append(Problem(rule.file, line, col, where(loc), msg))
-    return problems

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from ruamel.yaml import YAML
 
+from daemon.match.examples import check_examples
 from daemon.match.matcher import Matcher
-from daemon.match.rules import RuleSet, check_examples, load_rules
+from daemon.match.rules import RuleSet, load_rules
 from daemon.types import Item
 from tests.conftest import ROOT
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import ConfigError, Problem
+from daemon.match.examples import check_examples, check_rules
 from daemon.match.rule_spec import ExampleItem, RuleSpec
-from daemon.match.rules import check_examples, check_rules, load_rules, make_rule, rule_files
+from daemon.match.rules import load_rules, make_rule, rule_files
 from tests.conftest import ROOT
 
 DATA = Path("tests") / "data" / "rules"  # relative to ROOT: problems show this path
