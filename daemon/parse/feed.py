@@ -55,6 +55,7 @@ from daemon.parse.fast import read_items
 from daemon.parse.feedlinks import FeedLinks, body_links, header_links, merge
 from daemon.parse.jsonfeed import looks_like_json, read_json_feed
 from daemon.parse.normalize import normalize
+from daemon.parse.parsed import ParsedFeed
 from daemon.parse.text import html_to_text, one_line
 from daemon.parse.urls import absolute_link
 from daemon.types import Item
@@ -81,28 +82,6 @@ _BOMS = (
     (b"\x00<", "utf-16-be", 0),
     (b"<\x00", "utf-16-le", 0),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedFeed:
-    """A feed as read, before normalisation.
-
-    ``entries`` are feedparser's entry dicts (JSON Feed entries are built in the same shape).
-    ``kind`` is ``rss``, ``atom``, ``rdf``, ``cdf``, ``json`` or ``unknown``; ``version`` is
-    feedparser's finer label (``rss20``, ``atom10``, ``json11``…). ``hubs`` and ``self_url``
-    are the ``rel="hub"`` / ``rel="self"`` links (for WebSub). ``bozo`` describes an
-    ill-formedness that was tolerated. ``base`` is the URL relative links resolve against.
-    """
-
-    title: str
-    link: str | None
-    entries: tuple[dict[str, Any], ...]
-    kind: str
-    version: str = ""
-    hubs: tuple[str, ...] = ()
-    self_url: str | None = None
-    bozo: str | None = None
-    base: str = ""
 
 
 def parse_items(

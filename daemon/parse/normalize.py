@@ -21,14 +21,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from daemon.parse.parsed import ParsedFeed
 from daemon.parse.text import html_to_text, one_line
 from daemon.parse.urls import absolute_link, canonical_url
 from daemon.types import Item
-
-if TYPE_CHECKING:
-    from daemon.parse.feed import ParsedFeed
 
 MAX_ID = 512
 # A trailing "[…]", "[...]", "…" or "..." marks a truncated copy of the content.

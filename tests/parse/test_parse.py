@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import ParseError
-from daemon.parse.feed import REFUSED, ParsedFeed, parse_feed, parse_items
+from daemon.parse.feed import REFUSED, parse_feed, parse_items
 from daemon.parse.normalize import entry_item, entry_text, normalize
+from daemon.parse.parsed import ParsedFeed
 from daemon.types import Item
 
 FEEDS = Path(__file__).parent.parent / "data" / "feeds"
