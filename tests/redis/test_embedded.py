@@ -30,7 +30,9 @@ def test_persistent_server_keeps_data_and_is_shared(tmp_path: Path) -> None:
     r = redis.Redis.from_url(url)
     r.set("kept", "yes")
     r.close()
-    first.stop()
+    first.stop()  # the second still uses it: it keeps running
+    assert redis.Redis.from_url(url).ping()
+    second.stop()  # the last user: shut down, its data flushed
     again = EmbeddedRedis(tmp_path)
     url2 = again.start()
     r = redis.Redis.from_url(url2)
