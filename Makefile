@@ -41,6 +41,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+## eval: quality on real news (../shared/corpora/real-news; skipped when absent): stories per event
+eval: $(STAMP)
+	$(BIN)/python eval/stories.py --json eval/results/stories.json
+
 ## bench: speed figures beside baselines measured in the same run (bench/results/*.json)
 $(BENCH_VENV)/.installed: requirements/bench.txt pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
