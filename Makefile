@@ -41,9 +41,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## eval: quality on real news (../shared/corpora/real-news; skipped when absent): stories per event
+## eval: quality on real news (../shared/corpora/real-news; skipped when absent): stories, rules
 eval: $(STAMP)
 	$(BIN)/python eval/stories.py --json eval/results/stories.json
+	$(BIN)/python eval/rules.py --json eval/results/rules.json
 
 ## bench: speed figures beside baselines measured in the same run (bench/results/*.json)
 $(BENCH_VENV)/.installed: requirements/bench.txt pyproject.toml

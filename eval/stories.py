@@ -318,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
 def _print(name: str, figures: dict[str, Any]) -> None:
     head = f"{name}:"
     if "items" in figures:
-        head += f" {figures['items']} items → {figures['stories']} stories in {figures['seconds']} s"
+        head += (
+            f" {figures['items']} items → {figures['stories']} stories in {figures['seconds']} s"
+        )
     print(head)
     for lang in ("all", "en"):
         f = figures[lang]
