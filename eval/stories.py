@@ -125,7 +125,7 @@ def rss(feed: str, entries: list[Entry], shift: timedelta) -> bytes:
 
 def serve(bodies: dict[str, bytes]) -> tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             body = bodies.get(self.path.lstrip("/"))
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Type", "application/rss+xml")
