@@ -296,7 +296,7 @@ def test_run_feedwatch_returns_the_child_exit_code() -> None:
 def test_leftover_embedded_redis_in_the_demo_state_dir_is_stopped(tmp_path: Path) -> None:
     """A redis-server still running in the demo's own state_dir is terminated afterwards."""
     server = EmbeddedRedis(tmp_path, persistent=False)
-    server.start(reuse=False)
+    server.start()  # found through state_dir/redis/server.json, as feedwatch's own
     try:
         assert server.proc is not None
         demo_run._stop_leftover_redis(tmp_path / "elsewhere")  # not ours: untouched
