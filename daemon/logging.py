@@ -26,12 +26,24 @@ def log(logger: logging.Logger, event: str, *, level: int = logging.INFO, **fiel
         logger.log(level, event, extra={_FIELDS: fields}, stacklevel=2)
 
 
+MAX_VALUE = 1000  # characters of one field value in a text line
+
+
+def _escape(text: str) -> str:
+    """Control characters (ESC, CR, LF, NUL…) as escapes: a log line cannot be forged or
+    turned into terminal commands by text from a feed or a request."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _fmt_value(v: Any) -> str:
     s = v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False)
-    s = s.replace("\n", "\\n").replace("\r", "\\r")
+    if len(s) > MAX_VALUE:
+        s = s[:MAX_VALUE] + "…"
     if s == "" or any(c in s for c in ' ="'):
-        return json.dumps(s, ensure_ascii=False)
-    return s
+        return _escape(json.dumps(s, ensure_ascii=False))  # JSON escapes what is below 0x20
+    return _escape(s)
 
 
 class _Base(logging.Formatter):
@@ -53,7 +65,7 @@ class _Base(logging.Formatter):
 class TextFormatter(_Base):
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = getattr(record, _FIELDS, {}) or {}
-        parts = [self._time(record), record.levelname, record.getMessage()]
+        parts = [self._time(record), record.levelname, _escape(record.getMessage())]
         parts += [f"{k}={_fmt_value(v)}" for k, v in fields.items() if v is not None]
         if record.name and not record.name.startswith(("daemon", "alerts")):
             parts.append(f"logger={record.name}")

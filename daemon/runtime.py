@@ -33,11 +33,12 @@ from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime
 from alerts.httperrors import notifier_client
 from daemon import __version__
 from daemon.config.load import Config
+from daemon.config.values import split_listen
 from daemon.errors import ConfigError, Problem, StoreError
 from daemon.fetch.client import Fetcher, FetchSettings
 from daemon.logging import log
 from daemon.match.reload import RuleHolder
-from daemon.ops.http import HttpServer, endpoints
+from daemon.ops.http import HEALTH_PATHS, HttpServer, endpoints
 from daemon.ops.metrics import CONTENT_TYPE, Metrics
 from daemon.poll.health import FeedHealth
 from daemon.poll.leases import Leases
@@ -58,7 +59,8 @@ from daemon.redis.keys import Keys
 from daemon.redis.sentinel import StateGuard
 from daemon.redis.url import RedisHandle
 from daemon.stories.index import StoryStore
-from daemon.websub.service import WebSubService, WebSubSettings, websub_routes
+from daemon.websub.routes import websub_routes
+from daemon.websub.service import QUEUED_BODIES, WebSubService, WebSubSettings
 from daemon.websub.store import WebSubStore
 
 logger = logging.getLogger("daemon.runtime")
@@ -297,6 +299,7 @@ class Daemon:
                 allow_private_hubs=self.config.websub.allow_private_hubs,
             ),
             client,
+            max_queued_bytes=QUEUED_BODIES * self.config.fetch.max_bytes,
         )
 
     async def __aexit__(
@@ -390,30 +393,42 @@ class Daemon:
 
     async def _serve_http(self, tasks: list[asyncio.Task[None]]) -> str | None:
         """Start the health and metrics endpoint if configured (closed with the daemon's other
-        resources); returns its "host:port"."""
-        if self.config.http is None:
+        resources), and its health-only listener if ``http.health_listen`` is set; returns
+        the main one's "host:port"."""
+        http = self.config.http
+        if http is None:
             return None
         routes = endpoints(
             ready=self.readiness, metrics=self.metrics.render, metrics_type=CONTENT_TYPE
         )
-        listen = self.config.http.listen
-        handlers = websub_routes(self.websub, self.config.http.public_url, self.role)
+        handlers = websub_routes(self.websub, http.public_url, self.role)
         server = HttpServer(
-            self.config.http.host,
-            self.config.http.port,
+            http.host,
+            http.port,
             routes,
             handlers=handlers,
             max_body=self.config.fetch.max_bytes,
+            on_refuse=self.metrics.refused,
         )
-        try:
-            self.http = await self._stack.enter_async_context(server)
-        except OSError as e:  # address in use, not ours, unknown host
-            where = str(self.config.source or "config")
-            msg = f"cannot listen on {listen}: {e.strerror or e}"
-            raise ConfigError([Problem(where, 0, 0, "http.listen", msg)]) from e
+        self.http = await self._listen(server, http.listen, "http.listen")
+        if http.health_listen is not None:
+            host, port = split_listen(http.health_listen)
+            health = {path: routes[path] for path in HEALTH_PATHS}
+            probes = HttpServer(host, port, health, on_refuse=self.metrics.refused)
+            await self._listen(probes, http.health_listen, "http.health_listen")
+            log(logger, "health_listen", address=probes.url.removeprefix("http://"))
         refresh = self.metrics.refresh_loop(self.redis, self.keys, self.stop)
         tasks.append(asyncio.create_task(refresh, name="metrics"))
         return server.url.removeprefix("http://")
+
+    async def _listen(self, server: HttpServer, listen: str, key: str) -> HttpServer:
+        """``server`` started and closed with the daemon; a listen problem is a config one."""
+        try:
+            return await self._stack.enter_async_context(server)
+        except OSError as e:  # address in use, not ours, unknown host
+            where = str(self.config.source or "config")
+            msg = f"cannot listen on {listen}: {e.strerror or e}"
+            raise ConfigError([Problem(where, 0, 0, key, msg)]) from e
 
     async def readiness(self) -> dict[str, bool]:
         """What ``/readyz`` checks: Redis answers, and the parts of this role run (the rules

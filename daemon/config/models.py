@@ -120,6 +120,9 @@ class HttpConfig(_Strict):
 
     listen: Annotated[str, AfterValidator(check_listen)]
     public_url: Annotated[str, AfterValidator(check_public_url)] | None = None
+    # A second listener that serves only /healthz and /readyz: probes never share a
+    # connection limit with the WebSub callbacks (daemon.ops.http). None: the one listener.
+    health_listen: Annotated[str, AfterValidator(check_listen)] | None = None
 
     @property
     def host(self) -> str:

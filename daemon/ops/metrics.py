@@ -202,6 +202,15 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("feedwatch_polls_in_flight", "Polls running now.", registry=r)
+        self.http_refused = Counter(
+            "feedwatch_http_refused_total",
+            "Requests or connections the HTTP endpoint refused (daemon.ops.http): connections "
+            "(over every limit), evicted (silent, for a new one), busy (over max_connections, "
+            "not a health probe), malformed, "
+            "too_large, head_timeout, body_timeout, write_timeout.",
+            ["reason"],
+            registry=r,
+        )
         for name in self.notifiers:  # zero series, so rate() works from the first scrape
             self.delivered_total.labels(notifier=name)
             self.retried_total.labels(notifier=name)
@@ -279,6 +288,10 @@ class Metrics:
             self.reload_ok.set_function(lambda: 0.0 if reload_ok() is False else 1.0)
         if in_flight is not None:
             self.in_flight.set_function(lambda: float(in_flight()))
+
+    def refused(self, reason: str) -> None:
+        """The HTTP endpoint refused a request or connection (``HttpServer.on_refuse``)."""
+        self.http_refused.labels(reason).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -37,6 +37,7 @@ RETRY_MIN = 300.0  # first retry after a failed request; doubles up to RETRY_MAX
 RETRY_MAX = 86400.0
 DENIED_RETRY = 86400.0
 MIN_LEASE = 60.0  # a granted lease shorter than this is taken as this (no renewal storm)
+MAX_LEASE = 366 * 86400.0  # a longer one is taken as this: renewed at least once a year
 SIGNATURES = {
     "sha1": hashlib.sha1,
     "sha256": hashlib.sha256,
@@ -266,8 +267,10 @@ def verify(
 
 
 def _lease(value: str | None, requested_lease: float) -> float:
+    """The lease a hub granted: its ``hub.lease_seconds`` within [MIN_LEASE, MAX_LEASE] (a
+    number of any length costs nothing: past 12 digits it is taken as MAX_LEASE)."""
     if value and value.isascii() and value.isdigit():
-        return max(MIN_LEASE, float(int(value)))
+        return max(MIN_LEASE, min(MAX_LEASE, float(int(value[:13]))))
     return max(MIN_LEASE, requested_lease)
 
 

@@ -17,10 +17,11 @@ module only moves bytes:
   404 to GET and 410 Gone to POST (the hub may then drop that subscription). Whatever cannot
   be handled now (Redis unreachable, shutting down) is 503 with ``Retry-After``: the hub
   retries, here or at another process.
-* ``websub_routes`` — the ``/websub/`` route of a process: ``handle``, or, in a role that takes no
-  pushes (``notifier``) while ``http.public_url`` is set, 503 with ``Retry-After`` to every
-  request (never 404: to a verification it means "cancel that subscription", and some hubs
-  drop a subscription after 404s to pushes), with a warning at start naming the mistake.
+* ``check`` — the callback's head, before its body is read (``daemon.ops.http.Prefix``): a
+  POST to an unknown token is 410 at once, its body unread; a push while ``MAX_QUEUED_PER_FEED``
+  pushes of that feed, or ``max_queued_bytes`` of pushes in all, wait for the poller is 503 with
+  ``Retry-After`` (hubs hold the secret by design, so a hub is not trusted to be gentle).
+* ``daemon.websub.routes.websub_routes`` — the ``/websub/`` route of a process.
 * ``skip_poll`` — the poller asks, for a scheduled poll, whether the feed's active
   subscription makes it wait for the slower fallback interval.
 
@@ -49,7 +50,8 @@ from daemon.config.load import FeedConfig
 from daemon.errors import FeedwatchError
 from daemon.fetch.client import safe_url, scrub
 from daemon.logging import log
-from daemon.ops.http import Handler, Request, Response
+from daemon.ops.http import Request, Response
+from daemon.ops.httpwire import bounded_int
 from daemon.parse.feedlinks import FeedLinks
 from daemon.websub.decisions import (
     Drop,
@@ -82,7 +84,9 @@ def retry_later(body: bytes = b"try again later\n") -> Response:
     return Response(503, body, headers=(("Retry-After", str(RETRY_AFTER)),))
 
 
-PushHandler = Callable[[str, bytes, Mapping[str, str]], object]
+PushHandler = Callable[[str, bytes, Mapping[str, str]], "asyncio.Task[object] | object"]
+MAX_QUEUED_PER_FEED = 2  # pushes of one feed accepted and not yet processed
+QUEUED_BODIES = 4  # pushes in all, in bytes: this many times fetch.max_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,7 @@ class WebSubService:
         clock: Clock = utc_now,
         on_push: PushHandler | None = None,
         resolve: Resolver = system_resolve,
+        max_queued_bytes: int = QUEUED_BODIES * 10 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.feeds = dict(feeds)
@@ -113,6 +118,9 @@ class WebSubService:
         self.on_push = on_push
         self.hubs = HubGate(allow_private=settings.allow_private_hubs, resolve=resolve)
         self._links: dict[str, FeedLinks] = {}
+        self._queued: dict[str, int] = {}  # feed -> pushes handed to the poller, not done
+        self._queued_bytes = 0
+        self.max_queued_bytes = max_queued_bytes  # QUEUED_BODIES times fetch.max_bytes
         self._wake = asyncio.Event()
         self._stop: asyncio.Event | None = None
 
@@ -311,6 +319,55 @@ class WebSubService:
         raise AssertionError("a hub check that allows has addresses")
 
     # -- the callback ------------------------------------------------------------------------
+    async def check(self, request: Request) -> Response | None:
+        """The callback's head, before its body is read: an answer now, or None to read it."""
+        token = request.path.removeprefix(PREFIX)
+        if not token or "/" in token:
+            return Response(404, b"not found\n")
+        if request.method != "POST":
+            return None  # a verification (GET) has no body
+        try:
+            feed = await self.store.feed_for(token)
+        except FeedwatchError as e:
+            log(logger, "websub", level=logging.WARNING, error=str(e))
+            return retry_later()
+        if feed is None or feed not in self.feeds:
+            log(logger, "websub", level=logging.DEBUG, action="push", status=410)
+            return Response(410, b"gone\n")
+        declared = bounded_int(request.headers.get("content-length"), digits=18) or 0
+        if not self._room(feed, declared):
+            log(logger, "websub", level=logging.WARNING, feed=feed, action="push",
+                outcome="refused", reason="queue full", status=503)  # fmt: skip
+            return retry_later(b"too many pushes waiting\n")
+        return None
+
+    def _room(self, feed: str, size: int) -> bool:
+        """Whether a push of ``size`` bytes for ``feed`` may wait for the poller."""
+        return (
+            self._queued.get(feed, 0) < MAX_QUEUED_PER_FEED
+            and self._queued_bytes + size <= self.max_queued_bytes
+        )
+
+    def _enqueue(self, feed: str, body: bytes, headers: Mapping[str, str]) -> None:
+        """Hand a push to the poller, and count it until the poller is done with it."""
+        assert self.on_push is not None
+        task = self.on_push(feed, body, headers)
+        if not isinstance(task, asyncio.Task):
+            return
+        size = len(body)
+        self._queued[feed] = self._queued.get(feed, 0) + 1
+        self._queued_bytes += size
+
+        def done(_: object) -> None:
+            self._queued_bytes -= size
+            left = self._queued.get(feed, 1) - 1
+            if left:
+                self._queued[feed] = left
+            else:
+                self._queued.pop(feed, None)
+
+        task.add_done_callback(done)
+
     async def handle(self, request: Request) -> Response:
         """``/websub/<token>``: GET verifies intent, POST delivers content."""
         token = request.path.removeprefix(PREFIX)
@@ -385,8 +442,10 @@ class WebSubService:
             return Response(415, b"unsupported content encoding\n")
         if self.on_push is None or (self._stop is not None and self._stop.is_set()):
             return retry_later(b"not accepting content\n")
+        if not self._room(feed, len(request.body)):  # a chunked body: its size known now
+            return retry_later(b"too many pushes waiting\n")
         headers = {k: v for k, v in request.headers.items() if k != "x-hub-signature"}
-        self.on_push(feed, request.body, headers)
+        self._enqueue(feed, request.body, headers)
         try:
             await self.store.record_push(feed, token, self.clock().timestamp())
         except FeedwatchError as e:  # bookkeeping for `feedwatch status`: the push goes on
@@ -396,43 +455,6 @@ class WebSubService:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self.http.aclose()
-
-
-def websub_routes(
-    websub: WebSubService | None, public_url: str | None, role: str
-) -> dict[str, Handler]:
-    """The ``/websub/`` route of a process's HTTP server: the subscriber's callback, or, when
-    ``public_url`` is set in a role that takes no pushes, ``elsewhere``; none without it."""
-    if websub is not None:
-        return {PREFIX: websub.handle}
-    if public_url is None:
-        return {}
-    return {PREFIX: elsewhere(role)}
-
-
-def elsewhere(role: str) -> Handler:
-    """Answer every WebSub request 503 with ``Retry-After`` (the hub retries, maybe at a
-    process that takes pushes), warning now and at the first request (later ones at debug)."""
-    log(
-        logger,
-        "websub",
-        level=logging.WARNING,
-        role=role,
-        status=503,
-        note=f"http.public_url is set but role {role} takes no WebSub pushes: route "
-        f"{PREFIX} to processes with --role all or poller",
-    )
-    warned = False
-
-    async def handle(request: Request) -> Response:
-        nonlocal warned
-        action = "push" if request.method == "POST" else "verify"
-        level = logging.DEBUG if warned else logging.WARNING
-        log(logger, "websub", level=level, action=action, status=503, role=role)
-        warned = True
-        return retry_later(f"role {role} takes no WebSub requests\n".encode())
-
-    return handle
 
 
 def _same_request(cur: Subscription, sent: Subscription) -> bool:

@@ -19,6 +19,7 @@ from tests.e2e.conftest import RULE_FILE, Feedwatch, reap, terminate
 from tests.e2e.test_lifecycle import Lines
 from tests.support.feeds import Entry, rss
 from tests.support.httpserver import FeedServer
+from tests.support.rawhttp import exchange
 
 NOW = datetime.now(UTC)
 
@@ -39,16 +40,6 @@ async def server() -> AsyncIterator[HttpServer]:
     routes = {"/hello": _hello, "/broken": _broken}
     async with HttpServer("127.0.0.1", 0, routes, max_request=1024, idle_timeout=0.5) as srv:
         yield srv
-
-
-async def _exchange(srv: HttpServer, raw: bytes) -> bytes:
-    """Send ``raw`` on a new connection and read until the server closes it."""
-    reader, writer = await asyncio.open_connection(*srv.address)
-    writer.write(raw)
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    return data
 
 
 async def test_routes_status_codes(server: HttpServer) -> None:
@@ -77,39 +68,48 @@ async def test_keep_alive_then_idle_connection_is_closed(server: HttpServer) -> 
 
 async def test_connection_close_and_http_1_0(server: HttpServer) -> None:
     """`Connection: close` and HTTP/1.0 get one answer, then the connection is closed."""
-    closed = await _exchange(server, b"GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n")
+    close = b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    closed = await exchange(server, close)
     assert closed.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in closed
-    old = await _exchange(server, b"GET /hello HTTP/1.0\r\n\r\n")
+    old = await exchange(server, b"GET /hello HTTP/1.0\r\n\r\n")
     assert old.startswith(b"HTTP/1.1 200 OK") and old.endswith(b"hello\n")
 
 
 async def test_oversized_and_malformed_requests(server: HttpServer) -> None:
     """A head over the limit gets 431, a big body 413, garbage 400; each closes."""
-    big = b"GET /hello HTTP/1.1\r\nX-Pad: " + b"a" * 4096 + b"\r\n\r\n"
-    assert (await _exchange(server, big)).startswith(b"HTTP/1.1 431 ")
-    body = b"GET /hello HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"
-    assert (await _exchange(server, body)).startswith(b"HTTP/1.1 413 ")
-    assert (await _exchange(server, b"HELLO\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
-    chunked = b"GET /hello HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-    assert (await _exchange(server, chunked)).startswith(b"HTTP/1.1 501 ")
+    big = b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 4096 + b"\r\n\r\n"
+    assert (await exchange(server, big)).startswith(b"HTTP/1.1 431 ")
+    body = b"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    assert (await exchange(server, body)).startswith(b"HTTP/1.1 413 ")
+    assert (await exchange(server, b"HELLO\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+    gzip = b"GET /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+    assert (await exchange(server, gzip)).startswith(b"HTTP/1.1 501 ")
+    chunked = (
+        b"GET /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
+    assert (await exchange(server, chunked)).startswith(b"HTTP/1.1 200 ")  # body ignored
 
 
 async def test_slow_request_head_is_cut_off(server: HttpServer) -> None:
     """A client that starts a request and never finishes it is disconnected (idle timeout)."""
-    assert await _exchange(server, b"GET /hello HTTP/1.1\r\nHost:") == b""
+    assert await exchange(server, b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow:") == b""
 
 
 async def test_connection_limit() -> None:
-    """Beyond max_connections, new connections are closed unanswered."""
-    async with HttpServer("127.0.0.1", 0, {"/hello": _hello}, max_connections=1) as srv:
+    """A kept-alive client that sends nothing more gives its slot to a new connection."""
+    refused: list[str] = []
+    async with HttpServer(
+        "127.0.0.1", 0, {"/hello": _hello}, max_connections=1, on_refuse=refused.append
+    ) as srv:
         first = await asyncio.open_connection(*srv.address)
-        first[1].write(b"GET /hello HTTP/1.1\r\n\r\n")  # held open (keep-alive)
+        first[1].write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")  # held open (keep-alive)
         assert b"200 OK" in await first[0].readuntil(b"hello\n")
-        try:  # closed unread: an EOF, or a reset since our request was never read
-            assert await _exchange(srv, b"GET /hello HTTP/1.1\r\n\r\n") == b""
-        except ConnectionResetError:
-            pass
+        close = b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        assert (await exchange(srv, close)).startswith(b"HTTP/1.1 200 ")
+        assert await asyncio.wait_for(first[0].read(), 10) == b""  # the first was closed
         first[1].close()
+    assert refused == ["evicted"]
 
 
 async def test_close_does_not_wait_for_idle_clients() -> None:
@@ -117,7 +117,7 @@ async def test_close_does_not_wait_for_idle_clients() -> None:
     srv = HttpServer("127.0.0.1", 0, {"/hello": _hello}, idle_timeout=300)
     await srv.start()
     reader, writer = await asyncio.open_connection(*srv.address)
-    writer.write(b"GET /hello HTTP/1.1\r\n\r\n")
+    writer.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
     await reader.readuntil(b"hello\n")
     await asyncio.wait_for(srv.aclose(), 10)
     assert await asyncio.wait_for(reader.read(), 10) == b""  # the server closed it
@@ -220,3 +220,23 @@ def test_port_in_use_stops_the_daemon_with_a_problem(fw: Feedwatch) -> None:
     assert run.code == 1
     assert "http.listen: cannot listen on 127.0.0.1:" in run.stderr
     assert " started " not in run.stderr
+
+
+def test_health_listen_serves_only_the_probes(fw: Feedwatch) -> None:
+    """`http.health_listen`: a second listener with /healthz and /readyz alone, so probes never
+    wait behind the callbacks' connection limit."""
+    fw.config["http"] = {"listen": "127.0.0.1:0", "health_listen": "127.0.0.1:0"}
+    proc = fw.popen("run")
+    err = Lines(proc.stderr)
+    try:
+        line = err.lines[err.wait_for("health_listen ", timeout=60)]
+        match = re.search(r"address=127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        base = f"http://127.0.0.1:{match.group(1)}"
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        assert httpx.get(f"{base}/readyz").status_code in (200, 503)
+        assert httpx.get(f"{base}/metrics").status_code == 404
+        terminate(proc)
+    finally:
+        reap(proc)
+    assert proc.returncode == 0

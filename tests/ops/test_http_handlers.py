@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from daemon.ops.http import HttpServer, Request, Response
+from tests.support.rawhttp import exchange
 
 SEEN: list[Request] = []
 
@@ -36,15 +36,6 @@ async def server() -> AsyncIterator[HttpServer]:
         yield srv
 
 
-async def _exchange(srv: HttpServer, raw: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection(*srv.address)
-    writer.write(raw)
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    return data
-
-
 async def test_handler_sees_method_path_query_headers_body(server: HttpServer) -> None:
     async with httpx.AsyncClient(base_url=server.url) as client:
         r = await client.post("/hook/abc?x=1&y=2", content=b"hello", headers={"X-A": "1"})
@@ -59,25 +50,28 @@ async def test_handler_sees_method_path_query_headers_body(server: HttpServer) -
 
 async def test_chunked_body_and_keep_alive(server: HttpServer) -> None:
     chunked = (
-        b"POST /hook/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /hook/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
     )
-    close = b"POST /hook/d HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
-    data = await _exchange(server, chunked + close)
+    close = b"POST /hook/d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+    data = await exchange(server, chunked + close)
     assert data.count(b"200 OK") == 2
     assert [r.body for r in SEEN] == [b"hello world", b"abc"]
 
 
 async def test_bodies_over_the_limit_are_refused(server: HttpServer) -> None:
-    big = b"POST /hook/x HTTP/1.1\r\nContent-Length: 1001\r\n\r\n" + b"a" * 1001
-    assert (await _exchange(server, big)).startswith(b"HTTP/1.1 413 ")
+    big = b"POST /hook/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n" + b"a" * 1001
+    assert (await exchange(server, big)).startswith(b"HTTP/1.1 413 ")
     chunks = b"".join(b"1f4\r\n" + b"a" * 500 + b"\r\n" for _ in range(3))
-    big_chunked = b"POST /hook/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
-    assert (await _exchange(server, big_chunked)).startswith(b"HTTP/1.1 413 ")
-    bad_size = b"POST /hook/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
-    assert (await _exchange(server, bad_size)).startswith(b"HTTP/1.1 400 ")
-    both = b"POST /hook/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
-    assert (await _exchange(server, both)).startswith(b"HTTP/1.1 501 ")
-    gzip_te = b"POST /hook/x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"
-    assert (await _exchange(server, gzip_te)).startswith(b"HTTP/1.1 501 ")
+    big_chunked = b"POST /hook/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    assert (await exchange(server, big_chunked)).startswith(b"HTTP/1.1 413 ")
+    bad_size = b"POST /hook/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    assert (await exchange(server, bad_size)).startswith(b"HTTP/1.1 400 ")
+    both = (
+        b"POST /hook/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Length: 3\r\n\r\n"
+    )
+    assert (await exchange(server, both)).startswith(b"HTTP/1.1 400 ")
+    gzip_te = b"POST /hook/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+    assert (await exchange(server, gzip_te)).startswith(b"HTTP/1.1 501 ")
     assert SEEN == []

@@ -19,7 +19,7 @@ from daemon.config.load import FeedConfig
 from daemon.fetch.client import Fetcher, FetchSettings
 from daemon.match.matcher import Matcher
 from daemon.match.rules import load_rules
-from daemon.ops.http import HttpServer, Request, Response
+from daemon.ops.http import HttpServer, Prefix, Request, Response
 from daemon.poll.leases import Leases
 from daemon.poll.parse_pool import ParsePool
 from daemon.poll.pipeline import Pipeline
@@ -28,8 +28,8 @@ from daemon.poll.result import PollResult
 from daemon.poll.state import FeedStore
 from daemon.publish.stream import Publisher
 from daemon.redis.keys import Keys
-from daemon.websub.decisions import RENEW_FRACTION
-from daemon.websub.service import PREFIX, WebSubService, WebSubSettings
+from daemon.websub.decisions import MAX_LEASE, RENEW_FRACTION
+from daemon.websub.service import MAX_QUEUED_PER_FEED, PREFIX, WebSubService, WebSubSettings
 from daemon.websub.store import WebSubStore
 from tests.support.clock import ManualClock
 from tests.support.httpserver import FeedServer
@@ -106,7 +106,11 @@ async def rig(redis_url: str, feed_server: FeedServer, tmp_path: Path) -> AsyncI
             async def handle(req: Request, box: list[WebSubService] = box) -> Response:
                 return await box[0].handle(req)
 
-            server = HttpServer("127.0.0.1", 0, {}, handlers={PREFIX: handle}, max_body=100_000)
+            async def check(req: Request, box: list[WebSubService] = box) -> Response | None:
+                return await box[0].check(req)
+
+            route = Prefix(handle, check)
+            server = HttpServer("127.0.0.1", 0, {}, handlers={PREFIX: route}, max_body=100_000)
             await server.start()
             websub = WebSubService(
                 WebSubStore(r, KEYS),
@@ -367,3 +371,40 @@ async def test_push_waits_for_the_poll_in_flight(rig: Rig) -> None:
     result: PollResult = await task
     assert order == ["ok", "pushed"] and result.alerts == 1
     assert sorted(await rig.alerts()) == ["kursk", "kursk"]
+
+
+async def test_a_push_flood_waits_in_a_bounded_queue(rig: Rig) -> None:
+    """A hub holds the secret, so its pushes are not trusted to be few: at most
+    MAX_QUEUED_PER_FEED of a feed wait for the poller; the others get 503 with Retry-After
+    (the hub retries), and there is room again once the poller is done with them."""
+    request = await subscribed(rig)
+    release, tasks = asyncio.Event(), []
+
+    def slow_poller(feed: str, body: bytes, headers: object) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(release.wait())
+        tasks.append(task)
+        return task  # type: ignore[return-value]
+
+    rig.a.websub.on_push = slow_poller
+    push = feed_xml(rig.feeds, ("g9", "Kursk"))
+    statuses = [
+        status
+        for _ in range(5)
+        for status in await asyncio.to_thread(rig.hub.publish, request["hub.topic"], push)
+    ]
+    assert statuses == [202] * MAX_QUEUED_PER_FEED + [503] * (5 - MAX_QUEUED_PER_FEED)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert await asyncio.to_thread(rig.hub.publish, request["hub.topic"], push) == [202]
+
+
+async def test_an_absurd_lease_is_bounded_not_a_traceback(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 400-digit hub.lease_seconds is taken as MAX_LEASE: verified, no ERROR logged."""
+    rig.hub.lease_seconds = int("9" * 400)
+    with caplog.at_level(logging.INFO):
+        await subscribed(rig)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    sub = await rig.a.websub.store.load("a")
+    assert sub is not None and sub.lease == MAX_LEASE
