@@ -21,6 +21,7 @@ from typing import ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from alerts.threads import ThreadStore
 from alerts.wire import Alert
 
 
@@ -39,6 +40,9 @@ class Notifier(abc.ABC):
         self.name = name
         self.options = options
         self.http = http
+        # Set by the daemon after construction: where this notifier's story threads are kept
+        # (alerts/threads.py). None in a process without Redis (tests, test-rule).
+        self.threads: ThreadStore | None = None
 
     @abc.abstractmethod
     async def send(self, alert: Alert) -> None:

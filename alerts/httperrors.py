@@ -96,15 +96,21 @@ class _RedactSecrets(logging.Filter):
 _FILTER = _RedactSecrets()
 
 
-def protect(secret: str) -> None:
-    """Register a secret: from now on it is redacted from the ``httpx`` logger's records.
+def protect(secret: str, *, logger: str = "httpx", whole: bool = False) -> None:
+    """Register a secret: from now on it is redacted from ``logger``'s records (httpx's by
+    default) and from every message ``scrub`` cleans. ``whole``: everything after a URL's
+    scheme is secret too (an Apprise URL keeps tokens in its "host").
 
     (httpcore's debug records name only host and port, never the path or query.)
     """
     _secrets.update(secret_fragments(secret))
-    logger = logging.getLogger("httpx")
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
+    if whole and "://" in secret:
+        rest = secret.split("://", 1)[1]
+        if len(rest) >= _MIN_SECRET_LEN:
+            _secrets.add(rest)
+    target = logging.getLogger(logger)
+    if _FILTER not in target.filters:
+        target.addFilter(_FILTER)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -1,7 +1,21 @@
-"""The ``slack`` notifier: one Block Kit message per alert to a Slack incoming webhook.
+"""The ``slack`` notifier: one Block Kit message per alert, to an incoming webhook or, with a
+bot token, through the Web API into threads.
 
-A story's follow-up (``kind: update``) is a compact two-block message ("Also reported by ABC
-News — 3 sources: …", the new item linked): incoming webhooks cannot post into a thread.
+Two modes, one of them per notifier:
+
+* ``{type: slack, webhook_url: ${SLACK_WEBHOOK_URL}}``: an incoming webhook. A story's
+  follow-up (``kind: update``) is a compact two-block message ("Also reported by ABC News —
+  3 sources: …", the new item linked): incoming webhooks cannot post into a thread.
+* ``{type: slack, token: ${SLACK_BOT_TOKEN}, channel: "#ukraine-desk"}`` (optional
+  ``api_url``, default ``https://slack.com/api/``; ``reply_broadcast``, default false): a
+  ``chat.postMessage`` per alert. The story's first alert is a top-level message whose ``ts``
+  is kept in Redis (``alerts.threads``); each follow-up is a reply in its thread
+  (``thread_ts``; with ``reply_broadcast`` also shown in the channel). Slack answers HTTP 200
+  with ``ok: false`` for most errors: ``ratelimited`` (or HTTP 429) and Slack's own
+  transient errors are recoverable, after ``Retry-After``; ``invalid_auth``,
+  ``channel_not_found``, ``not_in_channel``, ``is_archived`` and every other code are
+  permanent and dead-lettered with the code. The token is a secret: sent in the
+  ``Authorization`` header, never logged, never in an error.
 
 Every piece of feed text is escaped for mrkdwn (``& < >``), so an item titled ``<!channel>``
 pings nobody and ``<http://evil|click>`` forges no link. Links are shown only for http(s) URLs.
@@ -18,13 +32,14 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alerts.base import Notifier, NotifierOptions
 from alerts.escape import (
@@ -38,7 +53,7 @@ from alerts.escape import (
     slack_link_target,
     truncate,
 )
-from alerts.httperrors import post, protect
+from alerts.httperrors import error_for_exception, parse_retry_after, post, protect, scrub
 from alerts.wire import Alert
 from daemon.errors import NotifyError
 
@@ -52,10 +67,21 @@ _TITLE_RAW_MAX = 500  # a link label longer than this helps nobody
 _FEED_RAW_MAX = 200
 
 
+# Web API error codes worth another try (https://api.slack.com/methods/chat.postMessage).
+RECOVERABLE_CODES = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+_CODE = re.compile(r"[a-z0-9_]{1,64}")
+
+
 class SlackOptions(NotifierOptions):
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    webhook_url: SecretStr
+    webhook_url: SecretStr | None = None
+    token: SecretStr | None = None
+    channel: str | None = None
+    api_url: str = "https://slack.com/api/"
+    reply_broadcast: bool = False
     timeout: float = Field(default=10.0, gt=0)
     min_interval: float = Field(default=1.0, ge=0)
     username: str | None = None
@@ -64,10 +90,27 @@ class SlackOptions(NotifierOptions):
 
     @field_validator("webhook_url")
     @classmethod
-    def _http_url(cls, value: SecretStr) -> SecretStr:
-        if safe_link(value.get_secret_value()) is None:
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and safe_link(value.get_secret_value()) is None:
             raise ValueError("must be an absolute http(s) URL")
         return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if safe_link(value) is None:
+            raise ValueError("must be an absolute http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SlackOptions:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("set either webhook_url, or token and channel")
+        if self.token is not None and not self.channel:
+            raise ValueError("a bot token needs a channel (#name or an id)")
+        if self.webhook_url is not None and self.channel is not None:
+            raise ValueError("channel goes with a bot token; a webhook posts to its own channel")
+        return self
 
 
 # --- message ----------------------------------------------------------------------------------
@@ -248,7 +291,9 @@ class SlackNotifier(Notifier):
         self.opts = options
         self._clock = clock
         self._sleep = sleep
-        protect(options.webhook_url.get_secret_value())
+        for secret in (options.webhook_url, options.token):
+            if secret is not None:
+                protect(secret.get_secret_value())
 
     def payload(self, alert: Alert) -> dict[str, Any]:
         return build_payload(
@@ -259,6 +304,10 @@ class SlackNotifier(Notifier):
         )
 
     async def send(self, alert: Alert) -> None:
+        if self.opts.token is not None:
+            await self._send_api(alert, self.opts.token.get_secret_value())
+            return
+        assert self.opts.webhook_url is not None
         body = json.dumps(self.payload(alert), ensure_ascii=False).encode()
         url = self.opts.webhook_url.get_secret_value()
         pacer = pacer_for(url)
@@ -282,3 +331,74 @@ class SlackNotifier(Notifier):
                 log.debug("slack %s: alert %s not delivered: %s", self.name, alert.id, e.message)
                 raise
         log.debug("slack %s: delivered alert %s", self.name, alert.id)
+
+    # -- bot token: chat.postMessage, threads ------------------------------------------------
+    async def _send_api(self, alert: Alert, token: str) -> None:
+        payload = {"channel": self.opts.channel, **self.payload(alert)}
+        first = alert.extra.get("first_alert_id")
+        if alert.kind == "update" and isinstance(first, str) and self.threads is not None:
+            thread = await self.threads.get(first)
+            if thread:
+                payload["thread_ts"] = thread
+                payload["reply_broadcast"] = self.opts.reply_broadcast
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        pacer = pacer_for(f"{self.opts.api_url} {self.opts.channel}")
+        async with pacer.lock:
+            wait = pacer.not_before - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+            pacer.not_before = self._clock() + self.opts.min_interval
+            try:
+                ts = await self._post_message(body, token)
+            except NotifyError as e:
+                if e.reason == "rate_limited" and e.retry_after:
+                    pacer.not_before = max(pacer.not_before, self._clock() + e.retry_after)
+                log.debug("slack %s: alert %s not delivered: %s", self.name, alert.id, e.message)
+                raise
+        if alert.kind == "new" and ts and self.threads is not None:
+            await self.threads.put(alert.id, ts)
+        log.debug("slack %s: delivered alert %s", self.name, alert.id)
+
+    async def _post_message(self, body: bytes, token: str) -> str | None:
+        """One ``chat.postMessage``: the message's ``ts``, or NotifyError."""
+        url = f"{self.opts.api_url}chat.postMessage"
+        try:
+            response = await self.http.post(
+                url,
+                content=body,
+                headers={
+                    "Content-Type": "application/json; charset=utf-8",
+                    "Authorization": f"Bearer {token}",
+                },
+                timeout=self.opts.timeout,
+                follow_redirects=False,
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            raise error_for_exception("Slack", e, secrets=[token]) from None
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if response.status_code == 429:
+            raise NotifyError(
+                "Slack answered HTTP 429", recoverable=True, reason="rate_limited",
+                retry_after=retry_after,
+            )  # fmt: skip
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code != 200 or not isinstance(answer, dict):
+            recoverable = response.status_code >= 500 or response.status_code == 408
+            raise NotifyError(
+                f"Slack answered HTTP {response.status_code}", recoverable=recoverable,
+                reason="server" if recoverable else "client", retry_after=retry_after,
+            )  # fmt: skip
+        if answer.get("ok") is True:
+            ts = answer.get("ts")
+            return ts if isinstance(ts, str) else None
+        raw = scrub(str(answer.get("error") or "unknown"), [token])
+        code = raw if _CODE.fullmatch(raw) else "unknown"
+        message = f"Slack API error: {code}"
+        if code in RECOVERABLE_CODES:
+            reason = "rate_limited" if code == "ratelimited" else "server"
+            raise NotifyError(message, recoverable=True, reason=reason, retry_after=retry_after)
+        auth = code in ("invalid_auth", "not_authed", "token_revoked", "account_inactive")
+        raise NotifyError(message, recoverable=False, reason="auth" if auth else "client")

@@ -31,6 +31,7 @@ from alerts import registry
 from alerts.consumer import Consumer
 from alerts.dispatch import DeliverySettings, Dispatcher, NotifierRuntime
 from alerts.httperrors import notifier_client
+from alerts.threads import ThreadStore
 from daemon import __version__
 from daemon.config.load import Config
 from daemon.config.values import split_listen
@@ -254,13 +255,13 @@ class Daemon:
             runtimes: dict[str, NotifierRuntime] = {}
             for name, nc in config.notifiers.items():
                 cls = registry.load(nc.type)
-                # Each notifier its own client of small pools (alerts/httperrors.py: one big
-                # shared pool cost httpcore ~1 ms of CPU per request at 16 in flight), with
-                # room for every delivery in flight plus a digest.
+                # Its own client of small pools, room for every delivery in flight plus a
+                # digest (alerts/httperrors.py: one big shared pool costs ~1 ms per request).
                 http = await self._stack.enter_async_context(
                     notifier_client(connections=settings.concurrency + 1)
                 )
                 notifier = cls(name, nc.options, http=http)
+                notifier.threads = ThreadStore(self.redis, self.keys, name)
                 self._stack.push_async_callback(notifier.aclose)
                 runtimes[name] = NotifierRuntime(
                     name=name,

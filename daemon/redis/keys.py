@@ -63,6 +63,12 @@ class Keys:
         """Owner token (``SET NX PX``): the one flusher allowed to send this notifier's batch."""
         return f"{self.tag}:digest:{notifier}:lock"
 
+    # -- threads (alerts/threads.py) ---------------------------------------------------------
+    def thread(self, notifier: str, first_alert_id: str) -> str:
+        """Where ``notifier`` posted a story's first alert (a Telegram message id…), so that
+        its follow-ups can reply to it."""
+        return f"{self.tag}:thread:{notifier}:{first_alert_id}"
+
     # -- feeds -------------------------------------------------------------------------------
     def feed_state(self, feed: str) -> str:
         """Hash: etag, last_modified, body_hash, error streak, last outcome, next poll…"""

@@ -102,4 +102,4 @@ def test_without_the_plugin_the_type_is_unknown_and_the_known_ones_listed(fw: Fe
     assert run.code == 1
     output = run.stdout + run.stderr
     assert "notifiers.archive.type: unknown notifier type 'jsonl'" in output
-    assert "(available: console, email, slack, webhook)" in output
+    assert "(available: apprise, console, email, slack, telegram, webhook)" in output
