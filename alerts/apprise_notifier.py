@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import httpx
@@ -88,6 +89,23 @@ def render(alert: Alert, fmt: str = "markdown") -> tuple[str, str]:
     return title[:250], "\n\n".join(lines)[:BODY_MAX]
 
 
+def render_digest(alerts: Sequence[Alert], fmt: str = "markdown") -> tuple[str, str]:
+    """(title, body) of one message listing ``alerts``, a line each."""
+    esc = _md if fmt == "markdown" else one_line
+    lines = []
+    for alert in alerts:
+        kind = "also reported" if alert.kind == "update" else alert.rule.severity.upper()
+        link = safe_link(alert.item.link)
+        where = f" — {link}" if link else ""
+        line = f"- [{kind}] {esc(alert.rule.title)}: {esc(alert.item.title[:200])}"
+        lines.append(f"{line} ({esc(alert.item.feed)}){where}")
+    body = "\n".join(lines)
+    if len(body) > BODY_MAX:
+        body = body[: BODY_MAX - 20].rsplit("\n", 1)[0] + "\n- …"
+    plural = "s" if len(alerts) != 1 else ""
+    return f"feedwatch: {len(alerts)} alert{plural}", body
+
+
 class AppriseNotifier(Notifier):
     Options = AppriseOptions
 
@@ -121,7 +139,15 @@ class AppriseNotifier(Notifier):
         )
 
     async def send(self, alert: Alert) -> None:
-        title, body = render(alert, self.opts.format)
+        await self._notify(*render(alert, self.opts.format))
+        log.debug("apprise %s: delivered alert %s", self.name, alert.id)
+
+    async def send_digest(self, alerts: Sequence[Alert]) -> None:
+        """Deliver ``alerts`` as one message, or raise NotifyError (the digest capability)."""
+        await self._notify(*render_digest(alerts, self.opts.format))
+        log.debug("apprise %s: delivered a digest of %d alert(s)", self.name, len(alerts))
+
+    async def _notify(self, title: str, body: str) -> None:
         try:
             async with asyncio.timeout(self.opts.timeout):
                 ok = await self._apprise.async_notify(
@@ -144,4 +170,3 @@ class AppriseNotifier(Notifier):
                 recoverable=True,
                 reason="server",
             )
-        log.debug("apprise %s: delivered alert %s", self.name, alert.id)

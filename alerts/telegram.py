@@ -9,6 +9,10 @@ Every piece of feed text is escaped for Telegram's HTML (``& < >``, and ``"`` in
 so no tag from a feed survives; links are only http(s) ones. A message never exceeds
 Telegram's 4,096 characters: the excerpt, then the title, are shortened first.
 
+``digest: 15m`` gathers the alerts of a window into one message (``send_digest``): a line per
+alert, grouped by story (first alerts, then their follow-ups), cut with "… and N more" at the
+length limit.
+
 A story's follow-up (``kind: update``) replies to the story's first message in the chat
 (``reply_parameters``, the message id kept in Redis by ``alerts.threads``); if that message
 is unknown (expired, or sent before) it is a message of its own.
@@ -26,6 +30,7 @@ import html
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -134,6 +139,30 @@ def render(alert: Alert) -> str:
     return text[:MESSAGE_MAX]  # unreachable with the limits above; a safe cut regardless
 
 
+def render_digest(alerts: Sequence[Alert]) -> str:
+    """Several alerts as one message: a line each, a story's alerts together, at most
+    MESSAGE_MAX characters."""
+    stories: dict[str, list[Alert]] = {}
+    for alert in alerts:
+        key = str(alert.extra.get("story_id") or alert.extra.get("first_alert_id") or alert.id)
+        stories.setdefault(key, []).append(alert)
+    head = f"<b>feedwatch: {len(alerts)} alert{'s' if len(alerts) != 1 else ''}</b>"
+    lines = [head]
+    shown = 0
+    for group in stories.values():
+        for n, alert in enumerate(group):
+            severity = html.escape(alert.rule.severity.upper())
+            lead = "  ↪ " if n else f"• [{severity}] {_e(alert.rule.title)}: "
+            line = f"{lead}{_title(alert, 200)} <i>({_e(alert.item.feed)})</i>"
+            more = f"… and {len(alerts) - shown} more"
+            if len("\n".join([*lines, line, more])) > MESSAGE_MAX:
+                lines.append(more)
+                return "\n".join(lines)
+            lines.append(line)
+            shown += 1
+    return "\n".join(lines)
+
+
 # --- notifier ---------------------------------------------------------------------------------
 
 
@@ -178,6 +207,13 @@ class TelegramNotifier(Notifier):
         if alert.kind == "new" and message_id is not None and self.threads is not None:
             await self.threads.put(alert.id, str(message_id))
         log.debug("telegram %s: delivered alert %s", self.name, alert.id)
+
+    async def send_digest(self, alerts: Sequence[Alert]) -> None:
+        """Deliver ``alerts`` as one message, or raise NotifyError (the digest capability)."""
+        payload = self.payload(alerts[0])
+        payload["text"] = render_digest(alerts)
+        await self._post(payload)
+        log.debug("telegram %s: delivered a digest of %d alert(s)", self.name, len(alerts))
 
     async def _post(self, payload: dict[str, Any]) -> int | None:
         """One ``sendMessage``; the message id, or NotifyError."""

@@ -10,6 +10,7 @@ import pytest
 
 from alerts import registry
 from alerts.apprise_notifier import AppriseNotifier, render
+from alerts.digest import supports_digest
 from daemon.errors import NotifyError
 from tests.notifiers.conftest import HOSTILE_TITLE, assert_no_secret, make_alert
 from tests.notifiers.fakeservice import FakeService, Reply
@@ -50,3 +51,12 @@ async def test_sends_through_apprise_and_a_failure_is_recoverable(
         await n.send(make_alert())
     assert info.value.recoverable
     assert_no_secret(PASSWORD, str(info.value), debug_logs.text)
+
+
+async def test_a_digest_is_one_message(service: FakeService, http: httpx.AsyncClient) -> None:
+    assert supports_digest(AppriseNotifier)
+    alerts = [make_alert(id="a"), make_alert(id="b", title="[x](http://evil) second")]
+    await notifier(service, http).send_digest(alerts)
+    message = json.loads(service.requests[0].body)
+    assert message["title"] == "feedwatch: 2 alerts"
+    assert message["message"].count("\n- ") == 1 and "](http://evil" not in message["message"]

@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from alerts import registry
-from alerts.telegram import MESSAGE_MAX, TelegramNotifier, render
+from alerts.digest import supports_digest
+from alerts.telegram import MESSAGE_MAX, TelegramNotifier, render, render_digest
 from alerts.threads import ThreadStore
 from daemon.errors import NotifyError
 from daemon.redis.keys import Keys
@@ -159,3 +160,23 @@ async def test_a_dropped_connection_is_recoverable_and_keeps_the_token_secret(
         await telegram(service, http).send(make_alert())
     assert info.value.recoverable and info.value.reason == "transport"
     assert_no_secret(TOKEN.split(":")[1], str(info.value), debug_logs.text)
+
+
+async def test_a_digest_is_one_message_grouped_by_story_within_the_limit(
+    service: FakeService, http: httpx.AsyncClient
+) -> None:
+    assert supports_digest(TelegramNotifier)
+    first = replace(make_alert(id="a1", title="<b>Kursk</b> & more"), extra={"story_id": "s1"})
+    other = replace(make_alert(id="b1", title="Another story"), extra={"story_id": "s2"})
+    follow = replace(make_alert(id="a2", kind="update", feed="wire"), extra={"story_id": "s1"})
+    text = render_digest([first, other, follow])
+    lines = text.splitlines()
+    assert lines[0] == "<b>feedwatch: 3 alerts</b>"
+    assert lines[2].startswith("  ↪ ") and "wire" in lines[2]  # the follow-up under its story
+    assert "&lt;b&gt;Kursk&lt;/b&gt; &amp; more" in text
+    many = [replace(make_alert(id=f"x{i}", title="t" * 190), extra={}) for i in range(200)]
+    long = render_digest(many)
+    assert len(long) <= MESSAGE_MAX and long.endswith("more")
+    service.will(ok(9))
+    await telegram(service, http).send_digest([first, other, follow])
+    assert sent(service)["text"] == text and sent(service)["parse_mode"] == "HTML"
