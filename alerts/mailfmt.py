@@ -23,15 +23,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from alerts.escape import (
-    find_spans,
     header_text,
-    highlight_needles,
-    html_text,
     one_line,
-    render_spans,
     safe_link,
     truncate,
 )
+from alerts.mailhtml import html_part
 from alerts.wire import Alert, severity_rank
 
 SUBJECT_MAX = 200
@@ -104,38 +101,6 @@ def text_part(alerts: Sequence[Alert]) -> str:
         lines += ["", f"Matched: {_terms(a)}", f"Rule: {one_line(a.rule.id)}"]
         blocks.append("\n".join(lines))
     return ("\n\n" + "-" * 40 + "\n\n").join(blocks) + "\n"
-
-
-def _html_alert(a: Alert) -> str:
-    title = html_text(one_line(a.item.title) or "(untitled)")
-    link = safe_link(a.item.link)
-    title_html = f'<a href="{html_text(link)}">{title}</a>' if link else title
-    excerpt = one_line(a.item.excerpt)
-    spans = find_spans(excerpt, highlight_needles(a))
-    excerpt_html = render_spans(excerpt, spans, html_text, lambda s: f"<strong>{s}</strong>")
-    story = _story_line(a)
-    parts = [
-        f"<h2>{html_text(one_line(_headline(a)))}</h2>",
-        *([f"<p>{html_text(story)}</p>"] if story else []),
-        f"<p><strong>{title_html}</strong><br>",
-        f"{html_text(one_line(a.item.feed))} · {html_text(_when(a))}</p>",
-    ]
-    if excerpt:
-        parts.append(f"<p>{excerpt_html}</p>")
-    parts.append(
-        f"<p><small>Matched: {html_text(_terms(a))} · Rule: {html_text(one_line(a.rule.id))}"
-        "</small></p>"
-    )
-    return "\n".join(parts)
-
-
-def html_part(alerts: Sequence[Alert]) -> str:
-    """The text/html body. Every piece of feed text is HTML-escaped; links only http(s)."""
-    body = "\n<hr>\n".join(_html_alert(a) for a in alerts)
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n'
-        f"{body}\n</body></html>\n"
-    )
 
 
 def message_domain(from_addr: str) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import shutil
 import socket
 import ssl
 import subprocess
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,6 +27,7 @@ from alerts import registry
 from alerts.email import EmailNotifier
 from alerts.escape import header_text
 from alerts.mailfmt import build_message
+from alerts.mailhtml import html_part
 from daemon.errors import NotifyError
 from tests.notifiers.conftest import HOSTILE_TITLE, assert_no_secret, make_alert
 
@@ -195,9 +197,10 @@ async def test_delivers_multipart_alternative(smtp: tuple[Controller, Handler]) 
     assert "Ukraine says its forces advanced in Kursk" in plain
     assert "https://news.example.org/kursk?a=1&b=2" in plain
     assert "Matched: kursk, ukrain*" in plain
-    assert '<a href="https://news.example.org/kursk?a=1&amp;b=2">' in markup
-    assert "<strong>Ukrainian</strong> troops" in markup
-    assert "<strong>Kursk</strong> region" in markup
+    assert '<a href="https://news.example.org/kursk?a=1&amp;b=2" style=' in markup
+    assert re.search(r"<mark [^>]*>Ukrainian</mark> troops", markup)
+    assert re.search(r"<mark [^>]*>Kursk</mark> region", markup)
+    assert "<style" not in markup and "<link" not in markup and "<img" not in markup
 
 
 async def test_send_digest_sends_one_mail_listing_every_alert(
@@ -456,3 +459,22 @@ def test_options_validation() -> None:
         with pytest.raises(pydantic.ValidationError) as info:
             EmailNotifier.Options.model_validate(options)
         assert_no_secret(PASSWORD, str(info.value))
+
+
+def test_the_html_template_is_inline_only_and_groups_a_digest_by_story() -> None:
+    """Mail clients drop <style> and block remote content: every style is inline, nothing is
+    loaded; a digest is one card per story with its follow-ups inside, severities labelled."""
+    first = replace(make_alert(id="a", severity="critical"), extra={"story_id": "s"})
+    follow = replace(
+        make_alert(id="b", kind="update", feed="wire", title="Second outlet"),
+        extra={"story_id": "s", "sources": ["x", "wire"], "source_count": 2},
+    )
+    other = replace(make_alert(id="c", title="Another story"), extra={"story_id": "t"})
+    markup = html_part([first, follow, other])
+    for forbidden in ("<style", "<link", "<img", "<script", "url(", "@import", "<b>"):
+        assert forbidden not in markup
+    assert "feedwatch digest: 3 alerts" in markup
+    assert markup.count("border-radius:8px") == 2  # two story cards
+    assert markup.index("Second outlet") < markup.index("Another story")
+    assert "↪ Also reported by <strong>wire</strong> — 2 sources" in markup
+    assert "background:#7f1d1d" in markup and ">CRITICAL</span>" in markup
