@@ -17,7 +17,7 @@ from alerts.threads import ThreadStore
 from daemon.errors import NotifyError
 from daemon.redis.keys import Keys
 from tests.notifiers.conftest import HOSTILE_TITLE, assert_no_secret, make_alert
-from tests.notifiers.fakeservice import FakeService, Reply
+from tests.notifiers.fakeservice import FakeService, Reply, Slow
 
 TOKEN = "xoxb-1234-5678-SECRETbottoken"
 
@@ -115,3 +115,13 @@ async def test_errors_are_recoverable_or_dead_lettered_with_the_code(
     if "Retry-After" in reply.headers:
         assert e.retry_after == float(reply.headers["Retry-After"])
     assert_no_secret(TOKEN, str(e), debug_logs.text)
+
+
+async def test_a_slow_api_is_a_recoverable_timeout(
+    service: FakeService, http: httpx.AsyncClient
+) -> None:
+    service.will(Slow())
+    with pytest.raises(NotifyError) as info:
+        await bot(service, http, timeout=0.2).send(make_alert())
+    assert info.value.recoverable and info.value.reason == "timeout"
+    assert_no_secret(TOKEN, str(info.value))

@@ -18,7 +18,7 @@ from alerts.threads import ThreadStore
 from daemon.errors import NotifyError
 from daemon.redis.keys import Keys
 from tests.notifiers.conftest import HOSTILE_TITLE, assert_no_secret, make_alert
-from tests.notifiers.fakeservice import Close, FakeService, Reply
+from tests.notifiers.fakeservice import Close, FakeService, Reply, Slow
 
 TOKEN = "123456789:AAHsecretTOKENvalue_abcdefghijk"
 
@@ -180,3 +180,13 @@ async def test_a_digest_is_one_message_grouped_by_story_within_the_limit(
     service.will(ok(9))
     await telegram(service, http).send_digest([first, other, follow])
     assert sent(service)["text"] == text and sent(service)["parse_mode"] == "HTML"
+
+
+async def test_a_slow_api_is_a_recoverable_timeout(
+    service: FakeService, http: httpx.AsyncClient
+) -> None:
+    service.will(Slow())
+    with pytest.raises(NotifyError) as info:
+        await telegram(service, http, timeout=0.2).send(make_alert())
+    assert info.value.recoverable and info.value.reason == "timeout"
+    assert_no_secret(TOKEN.split(":")[1], str(info.value))
