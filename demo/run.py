@@ -71,6 +71,7 @@ def config_text(
         lines += [
             f"  - name: {_q(name)}",
             f"    url: {_q(f'{base_url}/{name}.xml')}",
+            f"    publisher: {_q(name)}",  # the outlets share example.* domains
             "    tags: [ukraine]",
         ]
     return "\n".join(lines) + "\n"

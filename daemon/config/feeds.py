@@ -58,6 +58,7 @@ def build_feeds(raw: Any, defaults: Defaults, base_dir: Path, ctx: Ctx) -> tuple
                 secrets=ctx.secrets_under(("feeds", i)),
                 min_interval=lo,
                 max_interval=hi,
+                publisher=feed.publisher,
             )
         )
     return tuple(feeds)

@@ -189,6 +189,9 @@ class RawFeed(_Strict):
     max_interval: Interval | None = None
     tags: tuple[str, ...] = ()
     backfill: Backfill = None
+    # Who publishes it, for stories' sources (two BBC feeds are one source); omitted: the
+    # registrable domain of each item's link (daemon/stories/sources.py).
+    publisher: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -247,6 +250,7 @@ class FeedConfig(_Redacted):
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     min_interval: float | None = None  # None: the interval (see ``bounds``)
     max_interval: float | None = None
+    publisher: str | None = None  # None: each item's link's registrable domain
 
     @property
     def bounds(self) -> tuple[float, float]:

@@ -244,7 +244,7 @@ class Pipeline:
             now=now,
             baseline=self.guard is not None and self.guard.baseline(name),
         )
-        told, matched = await self._alert(decision, now)
+        told, matched = await self._alert(decision, now, poll.feed.publisher)
         entry_ids = tuple(o.entry_id for o in told.published if o.entry_id)
         if self.guard is not None and poll.pushed is None:  # a push may hold only a few items
             self.guard.done(name)
@@ -265,12 +265,14 @@ class Pipeline:
         )
 
     async def _alert(
-        self, decision: Decision, now: datetime
+        self, decision: Decision, now: datetime, publisher: str | None = None
     ) -> tuple[StoryResult, tuple[str, ...]]:
         """Stories first (every new item, alertable or not: daemon/publish/alerting.py), then
         the matches of the alertable items, published; also a rule id per match."""
         stories = (
-            await self.stories.assign(decision.new, now, alertable=decision.alertable)
+            await self.stories.assign(
+                decision.new, now, alertable=decision.alertable, publisher_of=publisher
+            )
             if self.stories
             else {}
         )

@@ -53,6 +53,7 @@ from daemon.publish.stream import (
 )
 from daemon.stories.index import Assigned, StoryEntry, StoryStore, item_key
 from daemon.stories.sketch import Fingerprint, fingerprints
+from daemon.stories.sources import publisher
 from daemon.types import Item
 
 
@@ -137,7 +138,12 @@ class StoryStage:
         self.fingerprint = fingerprint
 
     async def assign(
-        self, items: Sequence[Item], now: datetime, *, alertable: Sequence[Item] = ()
+        self,
+        items: Sequence[Item],
+        now: datetime,
+        *,
+        alertable: Sequence[Item] = (),
+        publisher_of: str | None = None,
     ) -> dict[str, Assigned]:
         """The story of each item (by item id); call it with every new item of a poll.
 
@@ -154,7 +160,7 @@ class StoryStage:
             return {}
         fps = await self.fingerprint([(i.title, i.summary) for i in todo])
         entries = [
-            StoryEntry(item_key(i.feed, i.id), fp, i.feed, i.link)
+            StoryEntry(item_key(i.feed, i.id), fp, publisher(publisher_of, i.link, i.feed), i.link)
             for i, fp in zip(todo, fps, strict=True)
         ]
         got = await self.store.assign_many(entries, now.timestamp())

@@ -305,3 +305,15 @@ def test_adaptive_interval_bounds_resolve_per_feed(tmp_path: Path) -> None:
     )
     assert plain.feeds[0].bounds == (600.0, 600.0)
     assert (plain.polling.quiet_factor, plain.polling.quiet_min) == (4.0, 43200.0)
+
+
+def test_a_feeds_publisher_is_kept_and_checked() -> None:
+    """`publisher:` names who publishes a feed (stories count publishers, not feeds)."""
+    base = {"rules": [], "feeds": [{"name": "bbc", "url": "https://feeds.bbci.co.uk/news/rss.xml",
+                                     "publisher": "BBC"}]}  # fmt: skip
+    config = config_from_dict(base, base_dir=DATA)
+    assert config.feeds[0].publisher == "BBC"
+    base["feeds"][0]["publisher"] = ""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(base, base_dir=DATA)
+    assert "feeds[0].publisher" in info.value.render()

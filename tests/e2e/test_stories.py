@@ -51,7 +51,7 @@ def test_one_alert_then_follow_ups_with_sources_growing(
     kursk_only(fw)
     seen: list[dict[str, Any]] = []
     for feed in REWRITES:
-        fw.add_feed(feed, serve(feed_server, feed))
+        fw.add_feed(feed, serve(feed_server, feed), publisher=feed)
         (alert,) = ok(fw.run())
         seen.append(alert)
     assert [a["kind"] for a in seen] == ["new", "update", "update"]
@@ -66,9 +66,9 @@ def test_update_in_text_format(fw: Feedwatch, feed_server: FeedServer) -> None:
     """The console's text line of a follow-up says who else reported it and how many."""
     kursk_only(fw)
     fw.config["notifiers"]["out"]["format"] = "text"
-    fw.add_feed("wire", serve(feed_server, "wire"))
+    fw.add_feed("wire", serve(feed_server, "wire"), publisher="wire")
     assert fw.run().code == 0
-    fw.add_feed("kyiv", serve(feed_server, "kyiv"))
+    fw.add_feed("kyiv", serve(feed_server, "kyiv"), publisher="kyiv")
     run = fw.run()
     assert run.code == 0, run.stderr
     assert "[HIGH] update kursk: also reported by kyiv — 2 sources: " in run.stdout
@@ -77,9 +77,9 @@ def test_update_in_text_format(fw: Feedwatch, feed_server: FeedServer) -> None:
 def test_min_sources_two(fw: Feedwatch, feed_server: FeedServer) -> None:
     """min_sources 2: nothing after the first feed, one alert listing both after the second."""
     kursk_only(fw, ", min_sources: 2, within: 6h")
-    fw.add_feed("wire", serve(feed_server, "wire"))
+    fw.add_feed("wire", serve(feed_server, "wire"), publisher="wire")
     assert ok(fw.run()) == []
-    fw.add_feed("kyiv", serve(feed_server, "kyiv"))
+    fw.add_feed("kyiv", serve(feed_server, "kyiv"), publisher="kyiv")
     (alert,) = ok(fw.run())
     assert alert["kind"] == "new" and alert["sources"] == ["wire", "kyiv"]
 
@@ -94,7 +94,7 @@ def test_two_processes_one_story_one_alert(
         (tmp_path / feed).mkdir()
         fw = Feedwatch(tmp_path / feed, redis_url)
         kursk_only(fw)
-        fw.add_feed(feed, serve(feed_server, feed))
+        fw.add_feed(feed, serve(feed_server, feed), publisher=feed)
         procs.append(fw.popen("run", "--once"))
     alerts: list[dict[str, Any]] = []
     for p in procs:
@@ -119,14 +119,37 @@ def test_silence_commands(fw: Feedwatch, feed_server: FeedServer) -> None:
         (sid, "kursk", "too noisy", True)
     ]
     assert sid in fw.run("silence", "list").stdout
-    fw.add_feed("wire", serve(feed_server, "wire"))
+    fw.add_feed("wire", serve(feed_server, "wire"), publisher="wire")
     run = fw.run()
     assert ok(run) == [] and "silenced=1" in run.stderr
     assert fw.run("silence", "expire", sid).code == 0
     assert fw.run("silence", "expire", sid).code == 1
     assert fw.run("silence", "list").stdout.strip() == "no silences"
-    fw.add_feed("kyiv", serve(feed_server, "kyiv"))
+    fw.add_feed("kyiv", serve(feed_server, "kyiv"), publisher="kyiv")
     (alert,) = ok(fw.run())
     assert alert["kind"] == "new" and alert["sources"] == ["wire", "kyiv"]
     bad = fw.run("silence", "add", "kursk", "--for", "soon")
     assert bad.code == 2 and "--for" in bad.stderr
+
+
+def test_sources_are_publishers_not_feeds(fw: Feedwatch, feed_server: FeedServer) -> None:
+    """Two feeds of one outlet (links on one registrable domain) are one source: min_sources 2
+    waits for another publisher, and the alert lists publishers."""
+    kursk_only(fw, ", min_sources: 2, within: 6h")
+    outlets = (
+        ("bbc-world", "www.bbc.co.uk", "troops-wire"),
+        ("bbc-europe", "feeds.bbc.co.uk", "troops-rewrite"),
+        ("reuters", "www.reuters.com", "troops-cut"),
+    )
+    alerts: list[dict[str, Any]] = []
+    for feed, host, name in outlets:
+        it = _items()[name]
+        link = f"https://{host}/news/{name}"
+        entry = Entry(name, it["title"], it["text"], NOW - timedelta(minutes=30), link)
+        feed_server.set(f"/{feed}.xml", rss([entry]))
+        fw.add_feed(feed, feed_server.url(f"/{feed}.xml"))
+        alerts = ok(fw.run())
+        if feed != "reuters":
+            assert alerts == []  # still one publisher: bbc.co.uk
+    (alert,) = alerts
+    assert alert["sources"] == ["bbc.co.uk", "reuters.com"] and alert["source_count"] == 2

@@ -74,7 +74,13 @@ class Rig:
                 stories=StoryStage(StoryStore(r, KEYS), publisher, Silences(r, KEYS)),
             ),
             feeds={
-                f: FeedConfig(name=f, url=self.server.url(f"/{f}.xml"), interval=60, backfill=None)
+                f: FeedConfig(
+                    name=f,
+                    url=self.server.url(f"/{f}.xml"),
+                    interval=60,
+                    backfill=None,
+                    publisher=f,
+                )
                 for f in FEEDS
             },
         )
@@ -145,7 +151,9 @@ async def test_items_outside_backfill_join_stories(make_rig: Callable[[str], Any
     raises the story's first alert, listing both feeds."""
     async with make_rig(KURSK % "") as rig:
         a = rig.poller.feeds["a"]
-        rig.poller.feeds["a"] = FeedConfig(name="a", url=a.url, interval=60, backfill=0.0)
+        rig.poller.feeds["a"] = FeedConfig(
+            name="a", url=a.url, interval=60, backfill=0.0, publisher="a"
+        )
         rig.serve("a", "troops-wire")
         assert (await rig.poll("a")).alerts == 0
         rig.serve("b", "troops-rewrite")
@@ -292,7 +300,9 @@ async def test_items_older_than_the_story_window_join_no_story(
     then it does join."""
     async with make_rig(KURSK % "") as rig:
         a = rig.poller.feeds["a"]
-        rig.poller.feeds["a"] = FeedConfig(name="a", url=a.url, interval=60, backfill=86400)
+        rig.poller.feeds["a"] = FeedConfig(
+            name="a", url=a.url, interval=60, backfill=86400, publisher="a"
+        )
         old = story_entry("troops-wire", rig.clock.now - timedelta(days=3))
         rig.server.set("/a.xml", rss([old]))
         first = await rig.poll("a")

@@ -1,0 +1,34 @@
+"""Who a source is (daemon/stories/sources.py): the feed's publisher, else the registrable
+domain of the item's link, else the feed."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.stories.sources import publisher, registrable_domain
+
+
+@pytest.mark.parametrize(
+    ("url", "domain"),
+    [
+        ("https://www.bbc.co.uk/news/world-1", "bbc.co.uk"),
+        ("https://feeds.bbci.co.uk/news/rss.xml", "bbci.co.uk"),
+        ("http://rss.cnn.com/~r/rss/cnn_topstories/~3/x", "cnn.com"),
+        ("https://edition.cnn.com/2023/03/10/x.html", "cnn.com"),
+        ("https://www.abc.net.au/news/x", "abc.net.au"),
+        ("https://someone.github.io/blog/x", "someone.github.io"),
+        ("https://WWW.Reuters.COM./world/", "reuters.com"),
+        ("http://203.0.113.7/feed", "203.0.113.7"),
+        ("not a url", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_registrable_domain(url: str | None, domain: str | None) -> None:
+    assert registrable_domain(url) == domain
+
+
+def test_the_configured_publisher_wins_then_the_link_then_the_feed() -> None:
+    assert publisher("BBC", "https://www.bbc.co.uk/x", "bbc-world") == "BBC"
+    assert publisher(None, "https://www.bbc.co.uk/x", "bbc-world") == "bbc.co.uk"
+    assert publisher(None, None, "bbc-world") == "bbc-world"
