@@ -36,7 +36,7 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -58,6 +58,7 @@ from alerts.wire import Alert
 from daemon.errors import NotifyError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -310,27 +311,36 @@ class SlackNotifier(Notifier):
         assert self.opts.webhook_url is not None
         body = json.dumps(self.payload(alert), ensure_ascii=False).encode()
         url = self.opts.webhook_url.get_secret_value()
-        pacer = pacer_for(url)
+        await self._paced(
+            url,
+            alert,
+            lambda: post(
+                self.http,
+                "Slack",
+                url,
+                content=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                request_timeout=self.opts.timeout,
+            ),
+        )
+        log.debug("slack %s: delivered alert %s", self.name, alert.id)
+
+    async def _paced(self, key: str, alert: Alert, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` behind the pacer of ``key`` (a webhook URL, or API URL and channel):
+        one send at a time, ``min_interval`` apart, longer after a rate limit."""
+        pacer = pacer_for(key)
         async with pacer.lock:
             wait = pacer.not_before - self._clock()
             if wait > 0:
                 await self._sleep(wait)
             pacer.not_before = self._clock() + self.opts.min_interval
             try:
-                await post(
-                    self.http,
-                    "Slack",
-                    url,
-                    content=body,
-                    headers={"Content-Type": "application/json; charset=utf-8"},
-                    request_timeout=self.opts.timeout,
-                )
+                return await call()
             except NotifyError as e:
                 if e.reason == "rate_limited" and e.retry_after:
                     pacer.not_before = max(pacer.not_before, self._clock() + e.retry_after)
                 log.debug("slack %s: alert %s not delivered: %s", self.name, alert.id, e.message)
                 raise
-        log.debug("slack %s: delivered alert %s", self.name, alert.id)
 
     # -- bot token: chat.postMessage, threads ------------------------------------------------
     async def _send_api(self, alert: Alert, token: str) -> None:
@@ -342,19 +352,8 @@ class SlackNotifier(Notifier):
                 payload["thread_ts"] = thread
                 payload["reply_broadcast"] = self.opts.reply_broadcast
         body = json.dumps(payload, ensure_ascii=False).encode()
-        pacer = pacer_for(f"{self.opts.api_url} {self.opts.channel}")
-        async with pacer.lock:
-            wait = pacer.not_before - self._clock()
-            if wait > 0:
-                await self._sleep(wait)
-            pacer.not_before = self._clock() + self.opts.min_interval
-            try:
-                ts = await self._post_message(body, token)
-            except NotifyError as e:
-                if e.reason == "rate_limited" and e.retry_after:
-                    pacer.not_before = max(pacer.not_before, self._clock() + e.retry_after)
-                log.debug("slack %s: alert %s not delivered: %s", self.name, alert.id, e.message)
-                raise
+        key = f"{self.opts.api_url} {self.opts.channel}"
+        ts = await self._paced(key, alert, lambda: self._post_message(body, token))
         if alert.kind == "new" and ts and self.threads is not None:
             await self.threads.put(alert.id, ts)
         log.debug("slack %s: delivered alert %s", self.name, alert.id)
