@@ -27,7 +27,7 @@ import httpx
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from alerts.base import Notifier, NotifierOptions
-from alerts.escape import one_line, safe_link
+from alerts.escape import one_line, published_text, safe_link, story_sources
 from alerts.httperrors import protect, scrub
 from alerts.wire import Alert
 from daemon.errors import NotifyError
@@ -62,10 +62,7 @@ def _md(text: str) -> str:
 def render(alert: Alert, fmt: str = "markdown") -> tuple[str, str]:
     """(title, body) of the message."""
     esc = _md if fmt == "markdown" else one_line
-    names = alert.extra.get("sources")
-    sources = [one_line(str(n)) for n in names] if isinstance(names, list) else []
-    count = alert.extra.get("source_count")
-    count = count if isinstance(count, int) else len(sources)
+    count, sources = story_sources(alert)
     severity = alert.rule.severity.upper()
     if alert.kind == "update":
         plural = "source" if count == 1 else "sources"
@@ -78,7 +75,7 @@ def render(alert: Alert, fmt: str = "markdown") -> tuple[str, str]:
         heading = f"[{item_title}](<{link.replace('>', '%3E')}>)"
     else:
         heading = f"{item_title}\n{link}" if link else item_title
-    when = alert.item.published.strftime("%Y-%m-%d %H:%M UTC") if alert.item.published else ""
+    when = published_text(alert) if alert.item.published else ""
     lines = [heading, f"{esc(alert.item.feed)}{' · ' + when if when else ''}"]
     if alert.item.excerpt.strip():
         lines.append(esc(alert.item.excerpt[:1500]))

@@ -183,3 +183,17 @@ def render_spans(
         pos = end
     out.append(escape(text[pos:]))
     return "".join(out)
+
+
+def published_text(alert: Alert) -> str:
+    """When the item was published, as notifiers show it: ``2024-08-13 09:30 UTC``."""
+    published = alert.item.published
+    return published.strftime("%Y-%m-%d %H:%M UTC") if published else "undated"
+
+
+def story_sources(alert: Alert) -> tuple[int, list[str]]:
+    """(how many sources carry the alert's story, their names on one line each)."""
+    names = alert.extra.get("sources")
+    listed = [one_line(str(n)) for n in names] if isinstance(names, list) else []
+    count = alert.extra.get("source_count")
+    return (count if isinstance(count, int) else len(listed)), listed

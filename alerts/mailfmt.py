@@ -22,12 +22,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
-from alerts.escape import (
-    header_text,
-    one_line,
-    safe_link,
-    truncate,
-)
+from alerts.escape import header_text, one_line, published_text, safe_link, truncate
 from alerts.mailhtml import html_part
 from alerts.wire import Alert, severity_rank
 
@@ -35,11 +30,6 @@ SUBJECT_MAX = 200
 POLICY = policy.SMTP  # CRLF line endings, RFC-conformant folding
 _HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _FALLBACK_DOMAIN = "feedwatch.invalid"
-
-
-def _when(alert: Alert) -> str:
-    published = alert.item.published
-    return published.strftime("%Y-%m-%d %H:%M UTC") if published else "undated"
 
 
 def _terms(alert: Alert) -> str:
@@ -94,7 +84,7 @@ def text_part(alerts: Sequence[Alert]) -> str:
         link = safe_link(a.item.link)
         if link:
             lines.append(link)
-        lines.append(f"{one_line(a.item.feed)} · {_when(a)}")
+        lines.append(f"{one_line(a.item.feed)} · {published_text(a)}")
         excerpt = one_line(a.item.excerpt)
         if excerpt:
             lines += ["", excerpt]

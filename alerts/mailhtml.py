@@ -24,8 +24,10 @@ from alerts.escape import (
     highlight_needles,
     html_text,
     one_line,
+    published_text,
     render_spans,
     safe_link,
+    story_sources,
 )
 from alerts.wire import Alert
 
@@ -39,11 +41,6 @@ SEVERITY_COLOURS = {
 }
 MUTED = "#6b7280"
 BORDER = "#e5e7eb"
-
-
-def _when(alert: Alert) -> str:
-    published = alert.item.published
-    return published.strftime("%Y-%m-%d %H:%M UTC") if published else "undated"
 
 
 def _label(severity: str) -> str:
@@ -67,7 +64,7 @@ def _title(alert: Alert, size: int) -> str:
 def _meta(alert: Alert) -> str:
     return (
         f'<div style="color:{MUTED};font-size:13px;margin-top:4px">'
-        f"{html_text(one_line(alert.item.feed))} · {html_text(_when(alert))}</div>"
+        f"{html_text(one_line(alert.item.feed))} · {html_text(published_text(alert))}</div>"
     )
 
 
@@ -89,15 +86,13 @@ def _excerpt(alert: Alert) -> str:
 
 
 def _sources(alert: Alert) -> str:
-    names = alert.extra.get("sources")
-    if not isinstance(names, list) or not names:
+    n, names = story_sources(alert)
+    if not names:
         return ""
-    count = alert.extra.get("source_count")
-    n = count if isinstance(count, int) else len(names)
     pills = " ".join(
         f'<span style="display:inline-block;margin:2px 4px 2px 0;padding:1px 8px;'
         f'border:1px solid {BORDER};border-radius:10px;font-size:12px;color:#374151">'
-        f"{html_text(one_line(str(name)))}</span>"
+        f"{html_text(name)}</span>"
         for name in names
     )
     plural = "source" if n == 1 else "sources"
@@ -124,9 +119,7 @@ def _card(alert: Alert) -> str:
 def _reply(alert: Alert, *, full: bool) -> str:
     """A follow-up: who else reported the story, the new item linked (``full``: with its
     excerpt and footer, for a mail of its own)."""
-    names = alert.extra.get("sources")
-    count = alert.extra.get("source_count")
-    n = count if isinstance(count, int) else (len(names) if isinstance(names, list) else 0)
+    n, _ = story_sources(alert)
     plural = "source" if n == 1 else "sources"
     head = (
         f'<div style="font-size:13px;color:{MUTED};margin-bottom:6px">↪ Also reported by '

@@ -47,10 +47,12 @@ from alerts.escape import (
     fit,
     highlight_needles,
     one_line,
+    published_text,
     render_spans,
     safe_link,
     slack_escape,
     slack_link_target,
+    story_sources,
     truncate,
 )
 from alerts.httperrors import error_for_exception, parse_retry_after, post, protect, scrub
@@ -117,11 +119,6 @@ class SlackOptions(NotifierOptions):
 # --- message ----------------------------------------------------------------------------------
 
 
-def _when(alert: Alert) -> str:
-    published = alert.item.published
-    return published.strftime("%Y-%m-%d %H:%M UTC") if published else "undated"
-
-
 def header_text(alert: Alert) -> str:
     """``[HIGH] rule title`` (plain text, one line, at most 150 characters)."""
     kind = "" if alert.kind == "new" else f" {alert.kind}:"
@@ -133,7 +130,8 @@ def header_text(alert: Alert) -> str:
 def _title_section(alert: Alert) -> str:
     link = safe_link(alert.item.link)
     title = truncate(one_line(alert.item.title), _TITLE_RAW_MAX) or "(untitled)"
-    meta = f"\n{slack_escape(truncate(one_line(alert.item.feed), _FEED_RAW_MAX))} · {_when(alert)}"
+    feed = slack_escape(truncate(one_line(alert.item.feed), _FEED_RAW_MAX))
+    meta = f"\n{feed} · {published_text(alert)}"
 
     def render(raw: str) -> str:
         label = slack_escape(raw)
@@ -158,18 +156,11 @@ def _context(alert: Alert) -> str:
     return fit(raw, slack_escape, SECTION_MAX)
 
 
-def _sources(alert: Alert) -> tuple[int, list[str]]:
-    names = alert.extra.get("sources")
-    listed = [one_line(str(n)) for n in names] if isinstance(names, list) else []
-    count = alert.extra.get("source_count")
-    return (count if isinstance(count, int) else len(listed)), listed
-
-
 def follow_up_blocks(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
     """A story's follow-up (``kind: update``) as a compact message: who else reported it,
     how many sources, the new item linked. An incoming webhook cannot thread replies, so the
     context names the first alert instead. Returns (fallback text, blocks)."""
-    count, names = _sources(alert)
+    count, names = story_sources(alert)
     feed = truncate(one_line(alert.item.feed), _FEED_RAW_MAX)
     plural = "source" if count == 1 else "sources"
     head = f"Also reported by {feed} — {count} {plural}"

@@ -37,7 +37,15 @@ import httpx
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from alerts.base import Notifier, NotifierOptions
-from alerts.escape import find_spans, highlight_needles, one_line, render_spans, safe_link
+from alerts.escape import (
+    find_spans,
+    highlight_needles,
+    one_line,
+    published_text,
+    render_spans,
+    safe_link,
+    story_sources,
+)
 from alerts.httperrors import error_for_exception, parse_retry_after, protect, scrub
 from alerts.wire import Alert
 from daemon.errors import NotifyError
@@ -90,18 +98,6 @@ def _e(text: str) -> str:
     return html.escape(one_line(text), quote=False)
 
 
-def _when(alert: Alert) -> str:
-    published = alert.item.published
-    return published.strftime("%Y-%m-%d %H:%M UTC") if published else "undated"
-
-
-def _sources(alert: Alert) -> tuple[int, list[str]]:
-    names = alert.extra.get("sources")
-    listed = [one_line(str(n)) for n in names] if isinstance(names, list) else []
-    count = alert.extra.get("source_count")
-    return (count if isinstance(count, int) else len(listed)), listed
-
-
 def _title(alert: Alert, limit: int) -> str:
     title = one_line(alert.item.title)[:limit] or "(untitled)"
     link = safe_link(alert.item.link)
@@ -118,7 +114,7 @@ def _excerpt(alert: Alert, limit: int) -> str:
 
 def render(alert: Alert) -> str:
     """The message's HTML, at most MESSAGE_MAX characters."""
-    count, names = _sources(alert)
+    count, names = story_sources(alert)
     terms = ", ".join(sorted({one_line(m.term) for m in alert.matches}, key=str.casefold))
     severity = html.escape(alert.rule.severity.upper())
     if alert.kind == "update":
@@ -127,7 +123,11 @@ def render(alert: Alert) -> str:
     else:
         head = f"<b>[{severity}] {_e(alert.rule.title)}</b>"
     for title_max, excerpt_max in ((500, 1500), (300, 600), (200, 0)):
-        lines = [head, _title(alert, title_max), f"<i>{_e(alert.item.feed)} · {_when(alert)}</i>"]
+        lines = [
+            head,
+            _title(alert, title_max),
+            f"<i>{_e(alert.item.feed)} · {published_text(alert)}</i>",
+        ]
         if excerpt_max and alert.item.excerpt.strip():
             lines.append(_excerpt(alert, excerpt_max))
         if names:
