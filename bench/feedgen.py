@@ -61,7 +61,7 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d+(?:[.,]\d+)*|[.,;:?!]")
 # -- text -------------------------------------------------------------------------------------
 
 
-def _corpus() -> str:
+def seed_text() -> str:
     """The seed articles' titles and texts (``*-seed`` items of the story pairs)."""
     from ruamel.yaml import YAML
 
@@ -159,7 +159,7 @@ def build_feed(
 def build_feeds(n_feeds: int, n_items: int, seed: int = 1) -> dict[str, bytes]:
     """Path -> body for ``n_feeds`` feeds of ``n_items`` items; the same bytes for the same args."""
     rng = random.Random(seed)
-    prose = Prose(_corpus(), rng)
+    prose = Prose(seed_text(), rng)
     pool = [prose.sentence() for _ in range(4000)]
     titles = [prose.title() for _ in range(3000)]
     return {feed_path(i): build_feed(i, n_items, pool, titles, rng) for i in range(n_feeds)}

@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.feedgen import seed_text  # noqa: E402
 from daemon.match.matcher import Matcher  # noqa: E402
 from daemon.match.query import compile_text, parse  # noqa: E402
 from daemon.match.query.ast import And, Group, Near, Node, Not, Or, Scope, Term  # noqa: E402
@@ -36,7 +37,6 @@ from daemon.match.rule_spec import RuleSpec  # noqa: E402
 from daemon.match.rules import RuleSet, load_rules, make_rule  # noqa: E402
 from daemon.types import Item  # noqa: E402
 
-SEEDS = ROOT.parent / "shared" / "seeds"
 RULE_COUNTS = (10, 100, 1000, 10000)
 FUNCTION_WORDS = (
     "the of and to a in that is was he for it with as his on be at by i this had not are but "
@@ -51,11 +51,9 @@ FUNCTION_WORDS = (
 
 def vocabulary(rng: random.Random, size: int = 100_000) -> list[str]:
     words = list(dict.fromkeys(FUNCTION_WORDS))
-    if SEEDS.is_dir():
-        for f in sorted(SEEDS.glob("*.txt")):
-            for w in re.findall(r"[A-Za-z]{3,}", f.read_text(encoding="utf-8")):
-                if w.lower() not in words:
-                    words.append(w.lower())
+    for w in re.findall(r"[A-Za-z]{3,}", seed_text()):  # the same on every machine
+        if w.lower() not in words:
+            words.append(w.lower())
     syllables = [c + v for c in "bdfgklmnprstvz" for v in ("a", "e", "i", "o", "u", "ar", "en")]
     seen = set(words)
     while len(words) < size:
