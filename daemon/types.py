@@ -17,7 +17,9 @@ class Item:
     ``id`` is stable within its feed: the entry's guid, else its canonical link, else a hash of
     its content. ``summary`` is the plain text of the entry's summary and content (HTML stripped,
     entities decoded, whitespace collapsed). ``published`` is timezone-aware UTC or None.
-    ``tags`` are the *feed's* configured tags (rules can scope on them).
+    ``tags`` are the *feed's* configured tags (rules can scope on them). ``source_url`` is the
+    URL of the entry's ``<source>`` element (an aggregator's pointer to the original outlet: RSS
+    2.0 ``<source url=…>``, Atom ``<source>``'s link), absolute http(s) only, else None.
     """
 
     feed: str
@@ -27,6 +29,7 @@ class Item:
     link: str | None
     published: datetime | None
     tags: tuple[str, ...] = field(default=())
+    source_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

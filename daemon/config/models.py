@@ -190,7 +190,7 @@ class RawFeed(_Strict):
     tags: tuple[str, ...] = ()
     backfill: Backfill = None
     # Who publishes it, for stories' sources (two BBC feeds are one source); omitted: the
-    # registrable domain of each item's link (daemon/stories/sources.py).
+    # registrable domain of each item's <source> URL, else link (daemon/stories/sources.py).
     publisher: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
     @model_validator(mode="before")
@@ -250,7 +250,7 @@ class FeedConfig(_Redacted):
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     min_interval: float | None = None  # None: the interval (see ``bounds``)
     max_interval: float | None = None
-    publisher: str | None = None  # None: each item's link's registrable domain
+    publisher: str | None = None  # None: each item's <source> URL's or link's domain
 
     @property
     def bounds(self) -> tuple[float, float]:

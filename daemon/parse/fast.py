@@ -12,7 +12,8 @@ a guid that is a permalink or content copied to ``summary``, a description that 
 when a summary is already there). ``_Reader`` computes the same names and replays those rules,
 in document order, for the handlers that feed an ``Item``: title, description/summary,
 content (``content:encoded``, Atom content of type text/html/xhtml), link (RSS text, Atom
-``href``), guid/id, published/updated dates (feedparser's own ``_parse_date``). Values get the
+``href``), guid/id, published/updated dates (feedparser's own ``_parse_date``), RSS 2.0
+``<source url=…>`` (an Atom ``<source>`` has child elements: declined). Values get the
 same finishing as feedparser's ``pop`` (strip, relative-URI resolution against ``xml:base`` or
 the feed URL, its latin-1→UTF-8 repair, its cp1252 mapping). Elements whose handlers cannot
 change those fields (authors, categories, enclosures, Media RSS, iTunes, unknown extensions)

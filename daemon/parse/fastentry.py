@@ -3,10 +3,10 @@
 Used by ``daemon.parse.fast`` (which walks the document and decides which elements are
 entries). Each handler here mirrors feedparser 6.0's ``_start_X``/``_end_X`` pair for element
 name X, as far as the keys ``daemon.parse.normalize`` reads are concerned (``title``, ``summary``,
-``content``, ``link``, ``id``, ``published_parsed``, ``updated_parsed``): which value wins
-(``title_depth``, the per-entry depth map, ``setdefault``), how a value is finished (``finish``:
-feedparser's ``pop``), and how inline XHTML is serialised. Anything a handler would do that this
-module does not replay exactly raises ``Decline``.
+``content``, ``link``, ``id``, ``published_parsed``, ``updated_parsed``, ``source``): which value
+wins (``title_depth``, the per-entry depth map, ``setdefault``), how a value is finished
+(``finish``: feedparser's ``pop``), and how inline XHTML is serialised. Anything a handler would
+do that this module does not replay exactly raises ``Decline``.
 """
 
 from __future__ import annotations
@@ -248,8 +248,12 @@ def _date(key: str) -> Handler:
 
 
 def _source(r: Walker, el: Any, depth: int, base: str, e: Entry) -> None:
+    """RSS 2.0 ``<source url=…>name</source>``: ``href`` is the raw ``url`` (not resolved);
+    an Atom source (child elements) declines. The last source element wins."""
     text_of(el)
     e.title_depth = -1
+    url = attr_dict(el).get("url") if el.keys() else None
+    e.d["source"] = {} if url is None else {"href": url}
 
 
 def _inert(r: Walker, el: Any, depth: int, base: str, e: Entry) -> None:

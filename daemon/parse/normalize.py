@@ -11,6 +11,11 @@
 - ``published``: ``published_parsed``, else ``updated_parsed``, as an aware UTC datetime; None
   if missing or not representable. Odd dates (1970, next year) are kept: judging them needs a
   clock, and that is the decide stage's business.
+- ``source_url``: the URL of the entry's ``<source>`` element (feedparser's ``source``: ``href``
+  from RSS 2.0 ``<source url=…>``, else the Atom source's ``link`` or an alternate ``links``
+  entry), when it is an absolute http(s) URL with a host; else None. An RSS ``url`` is taken as
+  written (resolved, a relative one would name the aggregator, not the outlet); feedparser
+  resolves an Atom source's link hrefs as it does every link.
 
 Entries with nothing to identify or match (no id, link, title or text) are skipped; of entries
 sharing an id, the first is kept.
@@ -22,6 +27,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from daemon.parse.parsed import ParsedFeed
 from daemon.parse.text import html_to_text, one_line
@@ -81,6 +87,7 @@ def entry_item(
         link=link,
         published=entry_date(entry),
         tags=tags,
+        source_url=entry_source(entry),
     )
 
 
@@ -108,6 +115,37 @@ def entry_date(entry: Mapping[str, Any]) -> datetime | None:
         except (TypeError, ValueError, OverflowError):
             continue
     return None
+
+
+def entry_source(entry: Mapping[str, Any]) -> str | None:
+    """The absolute http(s) URL of the entry's ``<source>`` element, else None."""
+    source = entry.get("source")
+    if not isinstance(source, Mapping):
+        return None
+    candidates = [source.get("href"), source.get("link")]
+    links = source.get("links")
+    if isinstance(links, list):
+        candidates += [
+            link.get("href")
+            for link in links
+            if isinstance(link, Mapping) and link.get("rel", "alternate") == "alternate"
+        ]
+    for candidate in candidates:
+        if url := _http_url(candidate):
+            return url
+    return None
+
+
+def _http_url(value: Any) -> str | None:
+    """``value`` stripped if it is an absolute http(s) URL with a host, else None."""
+    if not isinstance(value, str) or not (url := value.strip()):
+        return None
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return None
+    return url if usable else None
 
 
 def _add(parts: list[str], text: str) -> None:

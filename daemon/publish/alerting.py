@@ -160,7 +160,12 @@ class StoryStage:
             return {}
         fps = await self.fingerprint([(i.title, i.summary) for i in todo])
         entries = [
-            StoryEntry(item_key(i.feed, i.id), fp, publisher(publisher_of, i.link, i.feed), i.link)
+            StoryEntry(
+                item_key(i.feed, i.id),
+                fp,
+                publisher(publisher_of, i.link, i.feed, source_url=i.source_url),
+                i.link,
+            )
             for i, fp in zip(todo, fps, strict=True)
         ]
         got = await self.store.assign_many(entries, now.timestamp())

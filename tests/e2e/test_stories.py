@@ -153,3 +153,31 @@ def test_sources_are_publishers_not_feeds(fw: Feedwatch, feed_server: FeedServer
             assert alerts == []  # still one publisher: bbc.co.uk
     (alert,) = alerts
     assert alert["sources"] == ["bbc.co.uk", "reuters.com"] and alert["source_count"] == 2
+
+
+def test_an_aggregator_copy_counts_as_its_outlet(fw: Feedwatch, feed_server: FeedServer) -> None:
+    """An aggregator's item (link on news.google.com) with <source url="https://www.bbc.co.uk/…">
+    is the same source as the BBC's own feed: min_sources 2 waits for another publisher."""
+    kursk_only(fw, ", min_sources: 2, within: 6h")
+    outlets = (
+        ("bbc-world", "https://www.bbc.co.uk/news/troops-wire", None, "troops-wire"),
+        (
+            "gnews",
+            "https://news.google.com/rss/articles/CBMiAWE?oc=5",
+            "https://www.bbc.co.uk/news/world",
+            "troops-rewrite",
+        ),
+        ("reuters", "https://www.reuters.com/world/troops-cut", None, "troops-cut"),
+    )
+    alerts: list[dict[str, Any]] = []
+    for feed, link, source_url, name in outlets:
+        it = _items()[name]
+        entry = Entry(name, it["title"], it["text"], NOW - timedelta(minutes=30), link, source_url)
+        feed_server.set(f"/{feed}.xml", rss([entry]))
+        fw.add_feed(feed, feed_server.url(f"/{feed}.xml"))
+        alerts = ok(fw.run())
+        if feed != "reuters":
+            assert alerts == []  # still one publisher: bbc.co.uk
+    (alert,) = alerts
+    assert alert["sources"] == ["bbc.co.uk", "reuters.com"] and alert["source_count"] == 2
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import ParseError
-from daemon.parse.feed import REFUSED, parse_feed, parse_items
+from daemon.parse.feed import REFUSED, fast_items, parse_feed, parse_items
 from daemon.parse.normalize import entry_item, entry_text, normalize
 from daemon.parse.parsed import ParsedFeed
 from daemon.types import Item
@@ -542,6 +543,89 @@ def test_normalize_accepts_a_hand_built_parsed_feed() -> None:
         "https://b.example/a?utm_source=x",
         ("x",),
     )
+
+
+# --- aggregator source elements -------------------------------------------------------------
+
+GNEWS_URL = "https://news.google.com/rss/search?q=kursk"
+GNEWS_RSS = b"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>Kursk - Google News</title>
+<link>https://news.google.com/search?q=kursk</link>
+<item><title>Troops advance in Kursk - BBC News</title>
+<link>https://news.google.com/rss/articles/CBMiAWE?oc=5</link>
+<guid isPermaLink="false">CBMiAWE</guid>
+<pubDate>Wed, 06 Aug 2025 06:30:00 GMT</pubDate>
+<source url="https://www.bbc.co.uk">BBC News</source></item>
+<item><title>No source element</title><link>https://news.google.com/rss/articles/B</link></item>
+<item><title>Relative source</title><link>https://news.google.com/rss/articles/C</link>
+<source url="/outlets/bbc">BBC News</source></item>
+<item><title>Script source</title><link>https://news.google.com/rss/articles/D</link>
+<source url="javascript:alert(1)">BBC News</source></item>
+<item><title>Source without a url</title><link>https://news.google.com/rss/articles/E</link>
+<source>BBC News</source></item>
+<item><title>Padded source</title><link>https://news.google.com/rss/articles/F</link>
+<source url="  https://www.reuters.com/world/ ">Reuters</source></item>
+</channel></rss>"""
+
+
+def test_rss_source_url_is_read_on_both_paths() -> None:
+    """RSS 2.0 <source url=...>: an absolute http(s) url is the item's source_url; relative,
+    non-web or missing ones give None. The fast path and feedparser agree."""
+    items = parse_items("gnews", GNEWS_RSS, RSS_HEADERS, GNEWS_URL)
+    assert [(i.title, i.link, i.source_url) for i in items] == [
+        (
+            "Troops advance in Kursk - BBC News",
+            "https://news.google.com/rss/articles/CBMiAWE?oc=5",
+            "https://www.bbc.co.uk",
+        ),
+        ("No source element", "https://news.google.com/rss/articles/B", None),
+        ("Relative source", "https://news.google.com/rss/articles/C", None),
+        ("Script source", "https://news.google.com/rss/articles/D", None),
+        ("Source without a url", "https://news.google.com/rss/articles/E", None),
+        (
+            "Padded source",
+            "https://news.google.com/rss/articles/F",
+            "https://www.reuters.com/world/",
+        ),
+    ]
+    assert fast_items("gnews", GNEWS_RSS, RSS_HEADERS, GNEWS_URL) == items
+    assert normalize(parse_feed("gnews", GNEWS_RSS, RSS_HEADERS, GNEWS_URL), "gnews") == items
+    assert pickle.loads(pickle.dumps(items)) == items  # what the parse worker pool returns
+
+
+def test_atom_source_link_is_read() -> None:
+    """An Atom <source> with its own link: the alternate link is the source_url (not the
+    source feed's self link, not a tag: id)."""
+    body = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Aggregated</title>
+<id>tag:agg.example,2025:feed</id><updated>2025-08-06T07:00:00Z</updated>
+<entry><id>tag:agg.example,2025:1</id><title>Troops advance in Kursk</title>
+<link href="https://agg.example/r/1"/><updated>2025-08-06T06:30:00Z</updated>
+<source><id>tag:bbc.co.uk,2025:news</id><title>BBC News</title>
+<link rel="self" href="https://feeds.bbci.co.uk/news/atom.xml"/>
+<link rel="alternate" type="text/html" href="https://www.bbc.co.uk/news"/>
+<updated>2025-08-06T06:00:00Z</updated></source></entry>
+<entry><id>tag:agg.example,2025:2</id><title>Only an id and a self link</title>
+<link href="https://agg.example/r/2"/><updated>2025-08-06T06:30:00Z</updated>
+<source><id>tag:bbc.co.uk,2025:news</id>
+<link rel="self" href="https://feeds.bbci.co.uk/news/atom.xml"/></source></entry>
+<entry><id>tag:agg.example,2025:3</id><title>No source</title>
+<link href="https://agg.example/r/3"/><updated>2025-08-06T06:30:00Z</updated></entry>
+</feed>"""
+    headers = {"content-type": "application/atom+xml"}
+    items = parse_items("agg", body, headers, "https://agg.example/feed.atom")
+    assert [(i.link, i.source_url) for i in items] == [
+        ("https://agg.example/r/1", "https://www.bbc.co.uk/news"),
+        ("https://agg.example/r/2", None),
+        ("https://agg.example/r/3", None),
+    ]
+
+
+def test_feeds_without_source_elements_have_no_source_url() -> None:
+    """The fixture feeds (RSS, Atom, RDF, JSON Feed) carry no <source>: source_url is None."""
+    for name in ("news.rss", "news.atom", "news.rdf", "news.json"):
+        items = parse_items("f", _read(name), {}, RSS_URL)
+        assert items and {i.source_url for i in items} == {None}, name
 
 
 # --- the process pool -----------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,7 @@ class Entry:
     description: str
     published: datetime | None = None
     link: str | None = None
+    source_url: str | None = None  # an aggregator item's <source url=...> (the outlet)
 
 
 def rss(
@@ -34,6 +35,8 @@ def rss(
         parts.append(f"<description>{escape(e.description)}</description>")
         if e.published is not None:
             parts.append(f"<pubDate>{format_datetime(e.published)}</pubDate>")
+        if e.source_url is not None:
+            parts.append(f"<source url={quoteattr(e.source_url)}>outlet</source>")
         parts.append("</item>")
     parts.append("</channel></rss>")
     return "\n".join(parts).encode()
