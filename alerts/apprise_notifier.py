@@ -27,7 +27,7 @@ import httpx
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from alerts.base import Notifier, NotifierOptions
-from alerts.escape import one_line, published_text, safe_link, story_sources
+from alerts.escape import more_rules, one_line, published_text, rules_text, safe_link, story_sources
 from alerts.httperrors import protect, scrub
 from alerts.wire import Alert
 from daemon.errors import NotifyError
@@ -68,7 +68,7 @@ def render(alert: Alert, fmt: str = "markdown") -> tuple[str, str]:
         plural = "source" if count == 1 else "sources"
         title = f"[{severity}] Also reported by {one_line(alert.item.feed)} — {count} {plural}"
     else:
-        title = f"[{severity}] {one_line(alert.rule.title)}"
+        title = f"[{severity}] {one_line(alert.rule.title)}{more_rules(alert)}"
     item_title = esc(alert.item.title[:500]) or "(untitled)"
     link = safe_link(alert.item.link)
     if link and fmt == "markdown":
@@ -82,7 +82,7 @@ def render(alert: Alert, fmt: str = "markdown") -> tuple[str, str]:
     if sources:
         lines.append(f"Sources ({count}): {esc(', '.join(sources))}")
     terms = ", ".join(sorted({one_line(m.term) for m in alert.matches}, key=str.casefold))
-    lines.append(f"Rule {esc(alert.rule.id)} · matched: {esc(terms or '-')}")
+    lines.append(f"{esc(rules_text(alert))} · matched: {esc(terms or '-')}")
     return title[:250], "\n\n".join(lines)[:BODY_MAX]
 
 

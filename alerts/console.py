@@ -13,6 +13,7 @@ from typing import Literal, TextIO
 import httpx
 
 from alerts.base import Notifier, NotifierOptions
+from alerts.escape import more_rules
 from alerts.wire import Alert
 
 
@@ -62,7 +63,8 @@ class ConsoleNotifier(Notifier):
         )
         kind = "" if alert.kind == "new" else f" {alert.kind}"
         return _one_line(
-            f"[{alert.rule.severity.upper()}]{kind} {alert.rule.id}: {story_note(alert)}"
+            f"[{alert.rule.severity.upper()}]{kind} {alert.rule.id}{more_rules(alert)}: "
+            f"{story_note(alert)}"
             f"{alert.item.title}"
             f" | {alert.item.feed} | {when} | {alert.item.link or '-'}"
             f" | matched: {', '.join(terms) or '-'}"

@@ -207,12 +207,13 @@ class Dispatcher:
         names = list(dict.fromkeys(alert.notify))
         if not names:
             log.warning("alert %s (entry %s) is routed to no notifier", alert.id, source_id)
-        rank = severity_rank(alert.rule.severity)
+        # Each notifier sees the message with the rules routed to it (one message per item).
+        views = {name: alert.for_notifier(name) or alert for name in names}
         wanted = {  # configured and not filtered out: name → runtime
             name: rt
             for name in names
             if (rt := self.notifiers.get(name)) is not None
-            and rank >= severity_rank(rt.min_severity)
+            and severity_rank(views[name].rule.severity) >= severity_rank(rt.min_severity)
         }
         # The first attempt of each send is counted in the same round trip as the state read,
         # unless digest buffers are written first (a failure there must not count a send).
@@ -235,10 +236,10 @@ class Dispatcher:
             else:
                 sends.append(name)
         for name in buffered:  # before the sends: a StoreError here leaves the entry pending
-            await self.digests.add(name, source_id, alert, self.clock())
+            await self.digests.add(name, source_id, views[name], self.clock())
         done = _Completion(source_id, len(sends)) if ack else None
         jobs = [
-            _tracked(done, self._send_one(source_id, alert, name, state, counted, done))
+            _tracked(done, self._send_one(source_id, views[name], name, state, counted, done))
             for name in sends
         ]
         if len(jobs) == 1:  # the common case: no task needed to wait for one job

@@ -197,3 +197,19 @@ def story_sources(alert: Alert) -> tuple[int, list[str]]:
     listed = [one_line(str(n)) for n in names] if isinstance(names, list) else []
     count = alert.extra.get("source_count")
     return (count if isinstance(count, int) else len(listed)), listed
+
+
+def rules_text(alert: Alert) -> str:
+    """The rules a message is for, plain text on one line: ``Rule kursk``, or with several
+    (one item matched them all) ``Rules kursk [high], weapons-aid [medium]``, highest severity
+    first; callers escape it for their format."""
+    hits = alert.hits
+    if len(hits) == 1:
+        return f"Rule {one_line(hits[0].id)}"
+    return "Rules " + ", ".join(f"{one_line(h.id)} [{one_line(h.severity)}]" for h in hits)
+
+
+def more_rules(alert: Alert) -> str:
+    """`` (+2 rules)`` after a headline naming one rule of a message for three; else ``""``."""
+    n = len(alert.hits) - 1
+    return f" (+{n} rule{'s' if n > 1 else ''})" if n > 0 else ""

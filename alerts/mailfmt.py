@@ -22,7 +22,15 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
-from alerts.escape import header_text, one_line, published_text, safe_link, truncate
+from alerts.escape import (
+    header_text,
+    more_rules,
+    one_line,
+    published_text,
+    rules_text,
+    safe_link,
+    truncate,
+)
 from alerts.mailhtml import html_part
 from alerts.wire import Alert, severity_rank
 
@@ -38,7 +46,7 @@ def _terms(alert: Alert) -> str:
 
 def _headline(alert: Alert) -> str:
     kind = "" if alert.kind == "new" else f" {alert.kind}:"
-    return f"[{alert.rule.severity.upper()}]{kind} {alert.rule.title}"
+    return f"[{alert.rule.severity.upper()}]{kind} {alert.rule.title}{more_rules(alert)}"
 
 
 def _story_line(a: Alert) -> str:
@@ -88,7 +96,7 @@ def text_part(alerts: Sequence[Alert]) -> str:
         excerpt = one_line(a.item.excerpt)
         if excerpt:
             lines += ["", excerpt]
-        lines += ["", f"Matched: {_terms(a)}", f"Rule: {one_line(a.rule.id)}"]
+        lines += ["", f"Matched: {_terms(a)}", rules_text(a).replace(" ", ": ", 1)]
         blocks.append("\n".join(lines))
     return ("\n\n" + "-" * 40 + "\n\n").join(blocks) + "\n"
 

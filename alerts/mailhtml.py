@@ -23,9 +23,11 @@ from alerts.escape import (
     find_spans,
     highlight_needles,
     html_text,
+    more_rules,
     one_line,
     published_text,
     render_spans,
+    rules_text,
     safe_link,
     story_sources,
 )
@@ -103,7 +105,7 @@ def _footer(alert: Alert) -> str:
     terms = ", ".join(sorted({one_line(m.term) for m in alert.matches}, key=str.casefold))
     return (
         f'<div style="margin-top:12px;font-size:12px;color:{MUTED}">'
-        f"Rule {html_text(one_line(alert.rule.id))} · matched: {html_text(terms or '-')}</div>"
+        f"{html_text(rules_text(alert))} · matched: {html_text(terms or '-')}</div>"
     )
 
 
@@ -111,7 +113,8 @@ def _card(alert: Alert) -> str:
     """A story's first alert, full size."""
     return (
         f'<div style="font-size:13px;color:#374151;margin-bottom:8px">'
-        f"{_label(alert.rule.severity)} &nbsp;{html_text(one_line(alert.rule.title))}</div>"
+        f"{_label(alert.rule.severity)} &nbsp;"
+        f"{html_text(one_line(alert.rule.title) + more_rules(alert))}</div>"
         f"{_title(alert, 18)}{_meta(alert)}{_excerpt(alert)}{_sources(alert)}{_footer(alert)}"
     )
 

@@ -46,9 +46,11 @@ from alerts.escape import (
     find_spans,
     fit,
     highlight_needles,
+    more_rules,
     one_line,
     published_text,
     render_spans,
+    rules_text,
     safe_link,
     slack_escape,
     slack_link_target,
@@ -123,7 +125,8 @@ def header_text(alert: Alert) -> str:
     """``[HIGH] rule title`` (plain text, one line, at most 150 characters)."""
     kind = "" if alert.kind == "new" else f" {alert.kind}:"
     return truncate(
-        one_line(f"[{alert.rule.severity.upper()}]{kind} {alert.rule.title}"), HEADER_MAX
+        one_line(f"[{alert.rule.severity.upper()}]{kind} {alert.rule.title}{more_rules(alert)}"),
+        HEADER_MAX,
     )
 
 
@@ -152,7 +155,7 @@ def _excerpt_section(alert: Alert) -> str:
 
 def _context(alert: Alert) -> str:
     terms = ", ".join(sorted({one_line(m.term) for m in alert.matches}, key=str.casefold))
-    raw = f"Rule {one_line(alert.rule.id)} · matched: {terms or '-'}"
+    raw = f"{rules_text(alert)} · matched: {terms or '-'}"
     return fit(raw, slack_escape, SECTION_MAX)
 
 
@@ -177,7 +180,7 @@ def follow_up_blocks(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
     about = f"follow-up to “{truncate(first, _TITLE_RAW_MAX)}”" if first else "follow-up"
     raw_context = (
         f"[{alert.rule.severity.upper()}] {one_line(alert.rule.title)} · {about}"
-        f" · rule {one_line(alert.rule.id)}"
+        f" · {rules_text(alert).lower()}"
     )
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": section}},

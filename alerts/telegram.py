@@ -40,9 +40,11 @@ from alerts.base import Notifier, NotifierOptions
 from alerts.escape import (
     find_spans,
     highlight_needles,
+    more_rules,
     one_line,
     published_text,
     render_spans,
+    rules_text,
     safe_link,
     story_sources,
 )
@@ -121,7 +123,7 @@ def render(alert: Alert) -> str:
         plural = "source" if count == 1 else "sources"
         head = f"↪ <b>Also reported by {_e(alert.item.feed)}</b> — {count} {plural}"
     else:
-        head = f"<b>[{severity}] {_e(alert.rule.title)}</b>"
+        head = f"<b>[{severity}] {_e(alert.rule.title + more_rules(alert))}</b>"
     for title_max, excerpt_max in ((500, 1500), (300, 600), (200, 0)):
         lines = [
             head,
@@ -132,7 +134,7 @@ def render(alert: Alert) -> str:
             lines.append(_excerpt(alert, excerpt_max))
         if names:
             lines.append(f"Sources ({count}): {_e(', '.join(names))[:600]}")
-        lines.append(f"Rule {_e(alert.rule.id)} · matched: {_e(terms or '-')[:600]}")
+        lines.append(f"{_e(rules_text(alert))[:600]} · matched: {_e(terms or '-')[:600]}")
         text = "\n".join(lines)
         if len(text) <= MESSAGE_MAX:
             return text

@@ -49,6 +49,9 @@ def render(alert: dict[str, Any]) -> str:
         lines.append(f"  first reported as: {alert['first_title']}")
     if alert.get("excerpt"):
         lines.append(f"  “{alert['excerpt']}”")
+    rules = [str(r) for r in alert.get("rules") or []]
+    if len(rules) > 1:  # one message for every rule the item matched
+        lines.append(f"  rules: {', '.join(rules)}")
     lines.append(f"  matched: {_terms(alert.get('matches') or []) or '-'}")
     lines.append(f"  sources ({count}): {', '.join(sources)}")
     return "\n".join(_clean(line) for line in lines)

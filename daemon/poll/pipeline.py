@@ -245,7 +245,8 @@ class Pipeline:
             baseline=self.guard is not None and self.guard.baseline(name),
         )
         told, matched = await self._alert(decision, now, poll.feed.publisher)
-        entry_ids = tuple(o.entry_id for o in told.published if o.entry_id)
+        # The rules one item raised alerts for share one message (daemon/publish/stream.py).
+        entry_ids = tuple(dict.fromkeys(o.entry_id for o in told.published if o.entry_id))
         if self.guard is not None and poll.pushed is None:  # a push may hold only a few items
             self.guard.done(name)
         # Publication times (first-seen for undated items) teach the feed's rhythm.

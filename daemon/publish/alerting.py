@@ -1,5 +1,6 @@
 """From matches to published alerts: ``build_alert``, and stories — every new item joins a
-story, and alerts are per (rule, story).
+story, and alerts are per (rule, story); the alerts one item raises for several rules go out
+as one message (``daemon.publish.stream``), so a notifier gets one message per item.
 
 ``Poller._poll`` calls ``StoryStage.assign`` for **every new item** of a poll, before matching,
 alertable or not. Items recorded as seen without alerting (outside ``backfill`` on a feed's

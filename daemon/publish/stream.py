@@ -1,27 +1,34 @@
-"""Publishing alerts to the Redis Stream, idempotently.
+"""Publishing alerts to the Redis Stream, idempotently: one message per item and notifier.
 
 One Lua script per poll (one round trip per feed). Plain alerts (``publish``): for each,
-``SET {p}:alert:<id> NX EX ttl`` and, only if that succeeded, ``XADD {p}:alerts MAXLEN ~ n``;
-the id is derived from (rule, feed, item). Story alerts (``publish_story``): the script
-decides per (rule, story) whether an item raises the story's first alert (id from rule and
-story) or a follow-up (id from rule, story and item), holds it (``min_sources``), or
-throttles it, and adds the story's current ``sources`` to the JSON. Either way a poll
-repeated after a crash — between publishing and recording the items as seen — publishes
-nothing twice: the alert keys, not the seen-memory, are the correctness guarantee
-(Alertmanager's notification log plays this role).
+``SET {p}:alert:<id> NX EX ttl``; the id is derived from (rule, feed, item). Story alerts
+(``publish_story``): the script decides per (rule, story) whether an item raises the story's
+first alert (id from rule and story) or a follow-up (id from rule, story and item), holds it
+(``min_sources``), or throttles it, and adds the story's current ``sources`` to the JSON.
+Either way a poll repeated after a crash — between publishing and recording the items as
+seen — publishes nothing twice: the alert keys, not the seen-memory, are the correctness
+guarantee (Alertmanager's notification log plays this role).
+
+**One message per item.** The alerts one item raises for several rules go out as one stream
+entry (``XADD MAXLEN ~ n``): the lead rule's alert (the first new one, highest severity first)
+with every rule's ``RuleHit`` in ``rules`` (``alerts/wire.py``), so each notifier gets one
+message naming the rules routed to it (``Alert.for_notifier``). The message's id is the lead
+alert's; every rule's alert key points at it, and a rule's later follow-ups name it as
+``first_alert_id``, so they reply to the message that actually went out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 
-from alerts.wire import Alert
+from alerts.wire import Alert, RuleHit, severity_rank
 from daemon.errors import StoreError
 from daemon.redis.errors import STORE_ERRORS
 from daemon.redis.keys import Keys
@@ -29,17 +36,30 @@ from daemon.stories.lua import BLOCK, RECORD, SOURCES_LUA
 
 ALERT_KEY_TTL = 30 * 86400
 
+# ARGV: maxlen, ttl, then per alert: group, JSON, rule hit JSON (alerts of one group adjacent).
 _PUBLISH = """
-local out = {}
-for i = 2, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[2]) then
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i + 1])
-    redis.call('SET', KEYS[i], id, 'XX', 'KEEPTTL')
-    out[#out + 1] = id
-  else
-    out[#out + 1] = ''
+local out, members, group = {}, {}, nil
+local function flush()
+  if #members == 0 then return end
+  local frags = {}
+  for j, m in ipairs(members) do frags[j] = ARGV[m * 3 + 5] end
+  local payload = string.sub(ARGV[members[1] * 3 + 4], 1, -2)
+    .. ',"rules":[' .. table.concat(frags, ',') .. ']}'
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'data', payload)
+  for _, m in ipairs(members) do
+    redis.call('SET', KEYS[m + 2], id, 'XX', 'KEEPTTL')
+    out[m + 1] = id
   end
+  members = {}
 end
+for i = 0, #KEYS - 2 do
+  if ARGV[i * 3 + 3] ~= group then flush(); group = ARGV[i * 3 + 3] end
+  if redis.call('SET', KEYS[i + 2], '1', 'NX', 'EX', ARGV[2]) then
+    members[#members + 1] = i
+  end
+  out[i + 1] = ''
+end
+flush()
 return out
 """
 
@@ -73,19 +93,25 @@ class Publisher:
         self._story_script = redis.register_script(_PUBLISH_STORY)
 
     async def publish(self, alerts: Sequence[Alert]) -> list[Published]:
-        """Publish every alert not published before, in one round trip."""
+        """Publish every alert not published before, in one round trip: the alerts of one
+        item (feed and item id) as one message, its rules highest severity first."""
         if not alerts:
             return []
-        keys = [self.keys.alerts, *(self.keys.alert(a.id) for a in alerts)]
-        args: list[str | int] = [self.stream_maxlen, self.alert_ttl, *(a.to_json() for a in alerts)]
+        order = _grouped(alerts, lambda a: (a.item.feed, a.item.id), lambda a: a.rule.severity)
+        keys = [self.keys.alerts, *(self.keys.alert(alerts[i].id) for _, i in order)]
+        args: list[str | int] = [self.stream_maxlen, self.alert_ttl]
+        for group, i in order:
+            a = alerts[i]
+            args += [group, _without_rules(a).to_json(), _hit(a, a.kind, a.id).to_json()]
         try:
             ids = await self._script(keys=keys, args=args)
         except STORE_ERRORS as e:
             raise StoreError(f"cannot publish {len(alerts)} alert(s): {e}") from e
-        return [
-            Published(alert=a, entry_id=(i.decode() if isinstance(i, bytes) else str(i)) or None)
-            for a, i in zip(alerts, ids, strict=True)
-        ]
+        entry: dict[int, str | None] = {
+            i: (raw.decode() if isinstance(raw, bytes) else str(raw)) or None
+            for (_, i), raw in zip(order, ids, strict=True)
+        }
+        return [Published(alert=a, entry_id=entry[i]) for i, a in enumerate(alerts)]
 
     async def publish_story(
         self, candidates: Sequence[StoryAlert], now: datetime
@@ -98,13 +124,22 @@ class Publisher:
         for the story exists → a follow-up (a release: nothing). Fewer than ``min_sources``
         feeds carried the story within ``within`` → ``held`` (the first held match is kept
         for ``within``). The rule alerted less than ``throttle`` ago → ``throttled`` (counted).
-        Otherwise the first alert, with ``held_back`` if the throttle held any back."""
+        Otherwise the first alert, with ``held_back`` if the throttle held any back.
+
+        The candidates of one item (story, feed, item id) that publish go out as one message
+        (see the module docstring); their outcomes share its entry id."""
         if not candidates:
             return []
+        order = _grouped(
+            candidates,
+            lambda c: (c.story_id, c.new.item.feed, c.new.item.id),
+            lambda c: c.new.rule.severity,
+        )
         keys = [self.keys.alerts]
         args: list[str | int | float] = [self.stream_maxlen, self.alert_ttl, _epoch(now)]
         args += [len(candidates), self.keys.tag]
-        for c in candidates:
+        for group, i in order:
+            c = candidates[i]
             rule = c.rule_id
             keys += [
                 self.keys.alert(c.new.id), self.keys.alert(c.handled),
@@ -112,17 +147,22 @@ class Publisher:
                 self.keys.throttle_held(rule),
                 self.keys.story_record(c.story_id, BLOCK, RECORD)[0],
             ]  # fmt: skip
+            new = _without_rules(c.new)
+            update = _without_rules(c.update) if c.update is not None else None
             args += [
-                "match" if c.update is not None else "release", rule, c.min_sources, c.within,
-                c.throttle, c.new.item.feed, c.new.to_json(),
-                c.update.to_json() if c.update is not None else "",
-                json.dumps(c.new.item.title, ensure_ascii=False), c.story_id,
+                "match" if update is not None else "release", rule, c.min_sources, c.within,
+                c.throttle, new.item.feed, new.to_json(),
+                update.to_json() if update is not None else "",
+                json.dumps(new.item.title, ensure_ascii=False), c.story_id,
+                group, new.id, c.handled, _hit(new, "new", new.id).to_json(),
+                _hit(update, "update", c.handled).to_json() if update is not None else "",
             ]  # fmt: skip
         try:
             raw = await self._story_script(keys=keys, args=args)
         except STORE_ERRORS as e:
             raise StoreError(f"cannot publish {len(candidates)} story alert(s): {e}") from e
-        return [_outcome(c, r) for c, r in zip(candidates, raw, strict=True)]
+        got = {i: r for (_, i), r in zip(order, raw, strict=True)}
+        return [_outcome(c, got[i]) for i, c in enumerate(candidates)]
 
     async def held(self, story_ids: Sequence[str]) -> dict[str, dict[str, bytes]]:
         """The held first matches of these stories: story id → rule id → alert JSON."""
@@ -168,30 +208,57 @@ local function with_sources(json, names)
   for i, name in ipairs(names) do quoted[i] = '"' .. name .. '"' end
   return add(json, ',"sources":[' .. table.concat(quoted, ',') .. '],"source_count":' .. #names)
 end
-local function xadd(payload)
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'data', payload)
+local out, members, group = {}, {}, nil
+-- One message for the members of a group (one item): the lead's alert (the first new one,
+-- else the first) with every member's rule hit; each member's keys then point at it.
+local function flush()
+  if #members == 0 then return end
+  local lead = members[1]
+  for _, m in ipairs(members) do
+    if m.status == 'new' then lead = m; break end
+  end
+  local hits = {}
+  for j, m in ipairs(members) do hits[j] = m.hit end
+  local payload = add(lead.payload, ',"rules":[' .. table.concat(hits, ',') .. ']')
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'data', payload)
+  for _, m in ipairs(members) do
+    redis.call('SET', m.khandled, id, 'EX', ttl)
+    if m.status == 'new' then
+      redis.call('SET', m.knew, id .. '\t' .. lead.alert_id .. '\t' .. m.title, 'EX', ttl)
+    end
+    out[m.index] = {m.status, id, m.csv, m.held, m.first}
+  end
+  members = {}
 end
-local out = {}
 for i = 0, n - 1 do
-  local k, a = 1 + i * 6, 5 + i * 10
+  local k, a = 1 + i * 6, 5 + i * 15
   local knew, khandled, kheld = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local kthr, kthrn = KEYS[k + 4], KEYS[k + 5]
   local mode, rule, min_src = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   local within, throttle, feed = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6]
   local new_json, upd_json, title = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
+  local grp, new_id, upd_id = ARGV[a + 11], ARGV[a + 12], ARGV[a + 13]
+  local new_hit, upd_hit = ARGV[a + 14], ARGV[a + 15]
+  if grp ~= group then flush(); group = grp end
   local names, count = sources(ARGV[a + 10], feed, within)
   local csv = table.concat(names, ',')
   if redis.call('EXISTS', khandled) == 1 then
-    out[#out + 1] = {'dup', '', csv, '0'}
+    out[i + 1] = {'dup', '', csv, '0', ''}
   elseif redis.call('EXISTS', knew) == 1 then
     redis.call('HDEL', kheld, rule)
     if mode == 'match' then
-      local first = string.match(redis.call('GET', knew), '\\t(.*)$') or 'null'
-      local id = xadd(add(with_sources(upd_json, names), ',"first_title":' .. first))
-      redis.call('SET', khandled, id, 'EX', ttl)
-      out[#out + 1] = {'update', id, csv, '0'}
+      -- '<entry> TAB <message id> TAB <title JSON>'; before version 2: '<entry> TAB <title>'
+      local v = redis.call('GET', knew)
+      local first, ftitle = string.match(v, '^[^\t]*\t([0-9a-f]+)\t(.*)$')
+      if not first then first, ftitle = new_id, (string.match(v, '\t(.*)$') or 'null') end
+      local more = ',"first_alert_id":"' .. first .. '","first_title":' .. ftitle
+      members[#members + 1] = {
+        index = i + 1, status = 'update', alert_id = upd_id, knew = knew, khandled = khandled,
+        payload = add(with_sources(upd_json, names), more), hit = add(upd_hit, more),
+        csv = csv, held = '0', first = first, title = title,
+      }
     else
-      out[#out + 1] = {'dup', '', csv, '0'}
+      out[i + 1] = {'dup', '', csv, '0', ''}
     end
   elseif count < min_src then
     if mode == 'match' then
@@ -200,7 +267,7 @@ for i = 0, n - 1 do
         redis.call('EXPIRE', kheld, math.ceil(within) + 60)
       end
     end
-    out[#out + 1] = {'held', '', csv, '0'}
+    out[i + 1] = {'held', '', csv, '0', ''}
   else
     local last = throttle > 0 and redis.call('GET', kthr)
     if last and now - tonumber(last) < throttle then
@@ -208,7 +275,7 @@ for i = 0, n - 1 do
       redis.call('EXPIRE', kthrn, ttl)
       redis.call('SET', khandled, 'throttled', 'EX', ttl)
       redis.call('HDEL', kheld, rule)
-      out[#out + 1] = {'throttled', '', csv, '0'}
+      out[i + 1] = {'throttled', '', csv, '0', ''}
     else
       local held = 0
       if throttle > 0 then
@@ -216,16 +283,21 @@ for i = 0, n - 1 do
         held = tonumber(redis.call('GET', kthrn) or '0')
         redis.call('DEL', kthrn)
       end
-      local payload = with_sources(new_json, names)
-      if held > 0 then payload = add(payload, ',"held_back":' .. held) end
-      local id = xadd(payload)
-      redis.call('SET', knew, id .. '\\t' .. title, 'EX', ttl)
-      redis.call('SET', khandled, id, 'EX', ttl)
+      local payload, hit = with_sources(new_json, names), new_hit
+      if held > 0 then
+        payload = add(payload, ',"held_back":' .. held)
+        hit = add(hit, ',"held_back":' .. held)
+      end
       redis.call('HDEL', kheld, rule)
-      out[#out + 1] = {'new', id, csv, tostring(held)}
+      members[#members + 1] = {
+        index = i + 1, status = 'new', alert_id = new_id, knew = knew, khandled = khandled,
+        payload = payload, hit = hit, csv = csv, held = tostring(held), first = '',
+        title = title,
+      }
     end
   end
 end
+flush()
 return out
 """
 )
@@ -276,12 +348,8 @@ def story_alert(
     rule, item = base.rule.id, base.item
     handled = update_alert_id(rule, story_id, item.feed, item.id)
     new = replace(base, id=story_alert_id(rule, story_id), extra={"story_id": story_id})
-    update = replace(
-        base,
-        id=handled,
-        kind="update",
-        extra={"story_id": story_id, "first_alert_id": new.id},
-    )
+    # ``first_alert_id``: added when published (the message that carried the first alert).
+    update = replace(base, id=handled, kind="update", extra={"story_id": story_id})
     return StoryAlert(story_id, new, update, handled, min_sources, within, throttle)
 
 
@@ -313,7 +381,7 @@ def _epoch(now: datetime) -> str:
 
 
 def _outcome(c: StoryAlert, raw: list[bytes]) -> StoryOutcome:
-    status, entry, csv, held = (x.decode() for x in raw)
+    status, entry, csv, held, first = (x.decode() for x in raw)
     if status not in ("new", "update"):
         return StoryOutcome(c, status)
     base = c.new if status == "new" else c.update
@@ -322,7 +390,47 @@ def _outcome(c: StoryAlert, raw: list[bytes]) -> StoryOutcome:
     extra = {**base.extra, "sources": sources, "source_count": len(sources)}
     if int(held):
         extra["held_back"] = int(held)
+    if first:
+        extra["first_alert_id"] = first
     return StoryOutcome(c, status, replace(base, extra=extra), entry)
+
+
+T = TypeVar("T")
+
+
+def _grouped(
+    things: Sequence[T], group: Callable[[T], tuple[str, ...]], severity: Callable[[T], str]
+) -> list[tuple[str, int]]:
+    """(group number, index) of each of ``things``: groups adjacent, in order of first
+    appearance, and within a group highest severity first (stable)."""
+    first: dict[tuple[str, ...], int] = {}
+    for t in things:
+        first.setdefault(group(t), len(first))
+    keyed = sorted(
+        range(len(things)),
+        key=lambda i: (first[group(things[i])], -severity_rank(severity(things[i])), i),
+    )
+    return [(str(first[group(things[i])]), i) for i in keyed]
+
+
+def _without_rules(alert: Alert) -> Alert:
+    """The alert as one rule's: the publisher adds the message's ``rules`` itself."""
+    return replace(alert, rules=()) if alert.rules else alert
+
+
+def _hit(alert: Alert, kind: str, alert_id: str) -> RuleHit:
+    """The rule hit ``alert`` contributes to a message (``first_*`` and ``held_back`` are
+    added by the publisher's Lua step)."""
+    r = alert.rule
+    return RuleHit(
+        id=r.id,
+        title=r.title,
+        severity=r.severity,
+        notify=alert.notify,
+        kind=kind,
+        alert_id=alert_id,
+        matches=alert.matches,
+    )
 
 
 def plain_outcome(alert: Alert, entry_id: str) -> StoryOutcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import redis.asyncio as aioredis
 
@@ -10,7 +11,7 @@ from alerts.base import Notifier
 from alerts.dispatch import NotifierRuntime
 from alerts.dlq import dlq_list
 from alerts.testing import FailingNotifier, RecordingNotifier
-from alerts.wire import Alert
+from alerts.wire import Alert, RuleHit
 from daemon.redis.shielded import committed
 from tests.delivery.helpers import KEYS, Sleeps, dispatcher, make_alert, runtimes, settings
 
@@ -210,3 +211,35 @@ async def test_committed_write_finishes_when_the_caller_is_cancelled(r: aioredis
         pass
     assert caller.cancelled()
     assert await r.get("t:final") == b"1"
+
+
+async def test_one_message_of_several_rules_reaches_each_notifier_once(
+    r: aioredis.Redis,
+) -> None:
+    """A message for three rules: each notifier is sent it once, naming only the rules routed to
+    it, and ``min_severity`` judges the highest of those rules."""
+    alert = make_alert(1, ["slack", "mail", "pager"])
+    hits = tuple(
+        RuleHit(id=i, title=i, severity=s, notify=n, kind="new", alert_id=f"a-{i}")
+        for i, s, n in (
+            ("dprk", "critical", ("slack",)),
+            ("kursk", "high", ("slack", "mail", "pager")),
+            ("aid", "medium", ("mail", "pager")),
+        )
+    )
+    msg = Alert.from_json(replace(alert, rules=hits).to_json())
+    slack, mail, pager = (RecordingNotifier(n) for n in ("slack", "mail", "pager"))
+    d = dispatcher(
+        r,
+        {
+            **runtimes(slack, mail),
+            "pager": NotifierRuntime("pager", pager, min_severity="critical"),
+        },
+    )
+    out = await d.deliver("1-0", msg)
+    assert sorted(out.delivered) == ["mail", "slack"] and out.filtered == ("pager",)
+    [to_slack], [to_mail] = slack.sent, mail.sent
+    assert [h.id for h in to_slack.rules] == ["dprk", "kursk"] and to_slack.rule.id == "dprk"
+    assert [h.id for h in to_mail.rules] == ["kursk", "aid"] and to_mail.rule.id == "kursk"
+    assert pager.sent == []
+    assert await delivered_set(r, "alert-1") == {"slack", "mail"}

@@ -181,3 +181,23 @@ def test_an_aggregator_copy_counts_as_its_outlet(fw: Feedwatch, feed_server: Fee
     (alert,) = alerts
     assert alert["sources"] == ["bbc.co.uk", "reuters.com"] and alert["source_count"] == 2
 
+
+def test_an_item_matching_three_rules_is_one_message(
+    fw: Feedwatch, feed_server: FeedServer
+) -> None:
+    """Three rules routed to one notifier match the story: one message naming all three,
+    highest severity first; the next outlet's item is one follow-up naming them too."""
+    (fw.rules / "test.yaml").write_text(
+        "rules:\n"
+        "  - {id: kursk, title: Fighting in Kursk, query: Kursk, severity: high}\n"
+        "  - {id: troops, title: Troops, query: troops, severity: critical}\n"
+        "  - {id: zelenskyy, title: Zelenskyy, query: Zelenskyy, severity: low}\n"
+    )
+    fw.add_feed("wire", serve(feed_server, "wire"), publisher="wire")
+    (first,) = ok(fw.run())
+    assert first["rules"] == ["troops", "kursk", "zelenskyy"]
+    assert (first["rule_id"], first["severity"], first["kind"]) == ("troops", "critical", "new")
+    fw.add_feed("kyiv", serve(feed_server, "kyiv"), publisher="kyiv")
+    (second,) = ok(fw.run())
+    assert second["rules"] == ["troops", "kursk", "zelenskyy"] and second["kind"] == "update"
+    assert second["first_alert_id"] == first["id"]

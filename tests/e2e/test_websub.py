@@ -3,6 +3,7 @@ soon as it asks, then pushes; a forged push is ignored and logged, a signed one 
 
 from __future__ import annotations
 
+import json
 import socket
 
 import httpx
@@ -62,8 +63,8 @@ def test_daemon_subscribes_and_alerts_on_a_signed_push(
 
         pushed = _feed(feed_server, ("k2", "North Korean troops seen near Kursk"))
         assert hub.publish(topic, pushed) == [202]
-        line = out.lines[out.wait_for('"rule_id": "kursk"', timeout=60)]
-        assert "North Korean troops" in line
+        line = out.lines[out.wait_for("North Korean troops seen near Kursk", timeout=60)]
+        assert json.loads(line)["rules"] == ["dprk-troops", "kursk"]  # one message, both rules
         err.wait_for("outcome=pushed", timeout=30)
         terminate(proc)
     finally:

@@ -330,3 +330,31 @@ def test_fingerprints_from_the_parse_workers_equal_inline_ones() -> None:
     finally:
         pool.close()
     assert got == [fingerprint(t, x) for t, x in texts]
+
+
+THREE_RULES = """rules:
+  - {id: kursk, title: Kursk, query: Kursk, severity: high, notify: [slack]}
+  - {id: troops, title: Troops, query: troops, severity: critical, notify: [slack]}
+  - {id: zelenskyy, title: Zelenskyy, query: Zelenskyy, severity: medium, notify: [mail]}
+"""
+
+
+async def test_one_message_per_item_for_every_rule(make_rig: Callable[[str], Any]) -> None:
+    """An item matching three rules is one message naming them (highest severity first), and
+    the next outlet's item one follow-up naming them; each notifier sees its own rules."""
+    async with make_rig(THREE_RULES) as rig:
+        rig.serve("a", "troops-wire")
+        assert (await rig.poll("a")).alerts == 1
+        rig.clock.advance(60)
+        rig.serve("b", "troops-rewrite")
+        assert (await rig.poll("b")).alerts == 1
+        first, second = await rig.alerts()
+        assert [h.id for h in first.rules] == ["troops", "kursk", "zelenskyy"]
+        assert first.kind == "new" and second.kind == "update"
+        assert [h.id for h in second.rules] == ["troops", "kursk", "zelenskyy"]
+        assert {h.first_alert_id for h in second.rules} == {first.id}
+        slack, mail = second.for_notifier("slack"), second.for_notifier("mail")
+        assert slack is not None and [h.id for h in slack.rules] == ["troops", "kursk"]
+        assert mail is not None and mail.rule.id == "zelenskyy"
+        assert mail.extra["first_alert_id"] == first.id
+        assert second.for_notifier("console") is None
