@@ -28,7 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 @dataclass
 class Ctx:
     display: str
-    root: Any
+    root: Any  # where positions come from: a yamlfile.Document (or the data when not located)
     located: bool
     env: Mapping[str, str] | None
     problems: list[Problem] = field(default_factory=list)

@@ -1,13 +1,13 @@
 """Load and validate ``feedwatch.yaml``: ``load_config(path) -> Config`` or ``ConfigError``.
 
-Steps: safe YAML with marks (``daemon.config.yamlfile``) → ``${VAR}`` interpolation on every string
-value (``daemon.config.env``) → each section validated by its pydantic model
-(``daemon.config.models``) → notifier options validated by their plugin's ``Options`` → feeds,
-inline and from OPML files (``daemon.config.feeds``) → cross checks (unique feed names, known
-notifiers). Every problem
-found is collected (``daemon.config.context``), located at ``file:line:column`` with a dotted key
-path, and raised at once as ``ConfigError``. Values taken from the environment are collected
-into ``Config.secrets`` and are never written into a problem.
+Steps: safe YAML (``daemon.config.yamlfile``: libyaml first, marks re-read only to locate a
+problem) → ``${VAR}`` interpolation on every string value (``daemon.config.env``) → each section
+validated by its pydantic model (``daemon.config.models``) → notifier options validated by their
+plugin's ``Options`` → feeds, inline and from OPML files (``daemon.config.feeds``) → cross checks
+(unique feed names, known notifiers). Every problem found is collected
+(``daemon.config.context``), located at ``file:line:column`` with a dotted key path, and raised
+at once as ``ConfigError``. Values taken from the environment are collected into
+``Config.secrets`` and are never written into a problem.
 
 Defaults that depend on other keys: an omitted (or null) ``notifiers`` means one ``console``
 notifier; an omitted ``defaults.notify`` means ``[console]`` if a notifier of that name exists,
@@ -83,14 +83,17 @@ def load_config(path: Path | str = DEFAULT_PATH, *, env: Mapping[str, str] | Non
     if p.is_dir():
         raise ConfigError([Problem(display, 0, 0, "file", "is a folder, expected a YAML file")])
     try:
-        root = _yaml.load_yaml(p, display)
+        doc = _yaml.read_yaml(p, display)
     except ConfigError as e:
         if not isinstance(e.__cause__, DuplicateKeyError):
             raise
         # ruamel's message (kept in the chain) echoes both values: drop the chain.
         raise ConfigError(_duplicate_key_problems(e, e.__cause__)) from None
     source = Path(os.path.abspath(p))
-    return _build(root, Ctx(display, root, located=True, env=env), source.parent, source)
+    root = doc.data
+    if root is not None and not isinstance(root, Mapping):
+        root = doc.marked()  # a problem to report: the line-keeping tree, as it is shown
+    return _build(root, Ctx(display, doc, located=True, env=env), source.parent, source)
 
 
 def config_from_dict(
@@ -119,7 +122,7 @@ def _build(root: Any, ctx: Ctx, base_dir: Path, source: Path | None) -> Config:
     if root is None:
         root = {}
     if not isinstance(root, Mapping):
-        line, col = _yaml.position(root, ()) if ctx.located else (0, 0)
+        line, col = _yaml.position(ctx.root, ()) if ctx.located else (0, 0)
         message = f"expected a mapping of settings at the top level, got {show(root)}"
         raise ConfigError([Problem(ctx.display, line, col, "config", message)])
     data: dict[str, Any] = interpolate(root, (), ctx)

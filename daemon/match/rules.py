@@ -114,8 +114,12 @@ def rule_files(paths: Sequence[Path]) -> list[Path]:
 class _File:
     path: Path
     name: str
-    root: Any
-    text: str
+    doc: _yaml.Document  # data read by libyaml when it can; marks re-read only for a problem
+    root: Any  # the file's top-level mapping (``doc.data``, or ``{}`` for an empty file)
+
+    @property
+    def text(self) -> str:
+        return self.doc.text
 
 
 @dataclass
@@ -154,7 +158,7 @@ def compile_rules(
         spec, rule = _load_rule(f, loc, raw, table, problems)
         if spec is None:
             continue
-        line, _ = _yaml.position(f.root, loc)
+        line = f.doc.line(loc)
         if spec.id in first_seen:
             msg = f"duplicate rule id {spec.id!r} (first defined at {first_seen[spec.id]})"
             problems.append(_at(f, (*loc, "id"), msg))
@@ -175,7 +179,7 @@ def compile_rules(
 
 
 def _at(f: _File, loc: tuple[str | int, ...], message: str, *, key: bool = False) -> Problem:
-    line, col = (_yaml.key_position if key else _yaml.position)(f.root, loc)
+    line, col = (_yaml.key_position if key else _yaml.position)(f.doc, loc)
     return Problem(f.name, line, col, where(loc), message)
 
 
@@ -190,21 +194,20 @@ def _read_files(paths: Sequence[Path], problems: list[Problem]) -> list[_File]:
         name = str(path)
         try:
             text = path.read_text(encoding="utf-8")
-            root = _yaml.load_yaml_text(text, name)
+            doc = _yaml.parse_yaml(text, name)
         except ConfigError as e:
             problems.extend(e.problems)
             continue
         except (OSError, UnicodeDecodeError) as e:
             problems.append(Problem(name, 0, 0, "file", f"cannot read: {e}"))
             continue
-        f = _File(path, name, root, text)
-        if root is None:
-            root = f.root = {}
+        root = {} if doc.data is None else doc.data
+        f = _File(path, name, doc, root)
         if not isinstance(root, Mapping):
             problems.append(_at(f, (), "expected a mapping with 'rules:' (and 'aliases:')"))
             continue
         try:
-            RuleFileSpec.model_validate(_yaml.to_plain(root))
+            RuleFileSpec.model_validate(doc.plain(root))
         except ValidationError as e:
             _report(f, (), e, RuleFileSpec, problems)
             continue
@@ -230,7 +233,7 @@ def _collect_aliases(files: list[_File], problems: list[Problem]) -> dict[str, _
                 problems.append(_at(f, loc, "an alias is a query: expected a non-empty string"))
             elif name in found:
                 first = found[name].file
-                line, _ = _yaml.key_position(first.root, loc)
+                line, _ = _yaml.key_position(first.doc, loc)
                 problems.append(
                     _at(
                         f,
@@ -262,7 +265,7 @@ def _load_rule(
     """The rule's valid spec (if its shape is right) and the rule (if its query compiles too)."""
     spec: RuleSpec | None = None
     try:
-        spec = RuleSpec.model_validate(_yaml.to_plain(raw))
+        spec = RuleSpec.model_validate(f.doc.plain(raw))
     except ValidationError as e:
         _report(f, loc, e, RuleSpec, problems)
     query = spec.query if spec is not None else raw.get("query")
@@ -277,8 +280,7 @@ def _load_rule(
         return spec, None  # the alias's own problem is reported where it is defined
     if spec is None:
         return None, None
-    line, _ = _yaml.position(f.root, loc)
-    return spec, make_rule(spec, compiled, file=f.name, line=line, index=int(loc[1]))
+    return spec, make_rule(spec, compiled, file=f.name, line=f.doc.line(loc), index=int(loc[1]))
 
 
 def _report(
@@ -341,5 +343,5 @@ def where(loc: Sequence[str | int]) -> str:
 def _query_problem(
     f: _File, loc: tuple[str | int, ...], query: str, err: QuerySyntaxError, what: str
 ) -> Problem:
-    line, col = _yaml.position(f.root, loc)
+    line, col = _yaml.position(f.doc, loc)
     return err.problem(f.name, where(loc), query, f.text.splitlines(), line, col, what)
