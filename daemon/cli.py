@@ -54,8 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("test-rule", help="evaluate rule files against a feed file or URL")
     tr.add_argument("rules", type=Path, help="a rule file or a folder of them")
-    tr.add_argument("feed", help="a feed file or an http(s) URL")
+    tr.add_argument(
+        "feed",
+        help="a feed file, an http(s) URL, or a folder of feed files or archived items "
+        "(the real-news corpus format)",
+    )
     tr.add_argument("--json", action="store_true", help="one JSON object per match")
+
+    bt = sub.add_parser(
+        "backtest", help="what rule files would have matched over the items archived in Redis"
+    )
+    _config_arg(bt)
+    bt.add_argument("rules", type=Path, help="a rule file or a folder of them")
+    bt.add_argument(
+        "--since", default="7d", metavar="DURATION", help="items first seen this long ago (7d)"
+    )
+    bt.add_argument("--json", action="store_true", help="one JSON document")
 
     status = sub.add_parser("status", help="feeds, delivery and instances, read from Redis")
     _config_arg(status)
@@ -158,7 +172,46 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_test_rule(args: argparse.Namespace) -> int:
     from daemon.match.testrule import test_rule
 
-    return test_rule([args.rules], args.feed, as_json=args.json, out=sys.stdout)
+    return test_rule([args.rules], args.feed, as_json=args.json, out=sys.stdout, err=sys.stderr)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """``feedwatch backtest RULES [--since 7d] [--json]``: the rules over the item archive."""
+    import json
+    import time
+
+    from daemon.durations import parse_duration
+    from daemon.match.backtest import Archived, backtest, render_text, report_json
+    from daemon.match.matcher import Matcher
+    from daemon.match.rules import load_rules
+    from daemon.poll.archive import Archive
+    from daemon.redis.keys import Keys
+    from daemon.runtime import RedisConnection
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as e:
+        print(f"--since: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config)
+    matcher = Matcher(load_rules([args.rules]))  # ConfigError: every problem, located
+    if not config.archive.enabled:
+        print("warning: archive: is off in the config; reading what is there", file=sys.stderr)
+    settings, now = config.archive, time.time()
+
+    async def go() -> list[Archived]:
+        async with RedisConnection(config) as r:
+            archive = Archive(
+                r, Keys(config.prefix), keep=settings.keep, max_bytes=settings.max_bytes
+            )
+            return await archive.read(now - since, now)
+
+    report = backtest(matcher, asyncio.run(go()), since=now - since, until=now)
+    if args.json:
+        print(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+    else:
+        print(render_text(report), end="")
+    return EXIT_OK
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
@@ -326,6 +379,7 @@ COMMANDS = {
     "health": cmd_health,
     "check": cmd_check,
     "test-rule": cmd_test_rule,
+    "backtest": cmd_backtest,
     "dlq": cmd_dlq,
     "feeds": cmd_feeds,
     "silence": cmd_silence,

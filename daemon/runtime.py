@@ -41,6 +41,7 @@ from daemon.logging import log
 from daemon.match.reload import RuleHolder
 from daemon.ops.http import HEALTH_PATHS, HttpServer, endpoints
 from daemon.ops.metrics import CONTENT_TYPE, Metrics
+from daemon.poll.archive import Archive
 from daemon.poll.health import FeedHealth
 from daemon.poll.leases import Leases
 from daemon.poll.parse_pool import ParsePool
@@ -207,18 +208,9 @@ class Daemon:
                 silences,
                 fingerprint=parser.fingerprints,
             )
-            health = None
-            if config.polling.alert_after > 0 or config.polling.quiet_factor > 0:
-                health = FeedHealth(
-                    self.redis,
-                    self.keys,
-                    publisher,
-                    alert_after=config.polling.alert_after,
-                    notify=config.defaults.notify,
-                    silences=silences,
-                    quiet_factor=config.polling.quiet_factor,
-                    quiet_min=config.polling.quiet_min,
-                )
+            health = FeedHealth.configured(
+                self.redis, self.keys, publisher, config.polling, config.defaults.notify, silences
+            )
             self.websub = await self._websub()
             self.peers = Peers(self.redis, self.keys, self.identity, ttl=config.polling.lease_ttl)
             self.poller = Poller(
@@ -234,6 +226,9 @@ class Daemon:
                     default_notify=config.defaults.notify,
                     max_backoff=config.polling.max_backoff,
                     guard=self.guard,
+                    archive=Archive.configured(
+                        self.redis, self.keys, config.archive, self.metrics.archive_errors.inc
+                    ),
                 ),
                 feeds={f.name: f for f in config.feeds},
                 leases=Leases(self.redis, self.keys, self.identity, self.peers),

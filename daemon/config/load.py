@@ -35,6 +35,7 @@ from daemon.config.feeds import build_feeds, intervals
 from daemon.config.messages import closest, show
 from daemon.config.models import (
     NOTIFIER_KEYS,
+    ArchiveConfig,
     Config,
     Defaults,
     DeliveryConfig,
@@ -51,6 +52,7 @@ from daemon.config.models import (
 from daemon.errors import ConfigError, PluginError, Problem
 
 __all__ = [
+    "ArchiveConfig",
     "Config",
     "ConfigError",
     "Defaults",
@@ -134,6 +136,7 @@ def _build(root: Any, ctx: Ctx, base_dir: Path, source: Path | None) -> Config:
     log = validate(LogConfig, data.get("log"), ("log",), ctx)
     http = None if data.get("http") is None else validate(HttpConfig, data["http"], ("http",), ctx)
     websub = validate(WebSubConfig, data.get("websub"), ("websub",), ctx)
+    archive = validate(ArchiveConfig, data.get("archive"), ("archive",), ctx)
     notifiers = _notifiers(data, ctx)
     if defaults is not None:
         defaults = _resolve_notify(defaults, data, notifiers, ctx)
@@ -148,6 +151,7 @@ def _build(root: Any, ctx: Ctx, base_dir: Path, source: Path | None) -> Config:
         or delivery is None
         or log is None
         or websub is None
+        or archive is None
     ):
         raise ConfigError(ctx.problems)
     return Config(
@@ -167,6 +171,7 @@ def _build(root: Any, ctx: Ctx, base_dir: Path, source: Path | None) -> Config:
         http=http,
         secrets=ctx.all_secrets(),
         websub=websub,
+        archive=archive,
     )
 
 

@@ -145,6 +145,23 @@ class WebSubConfig(_Strict):
     allow_private_hubs: Annotated[bool, Field(strict=True)] = False
 
 
+class ArchiveConfig(_Strict):
+    """The item archive that ``feedwatch backtest`` reads (``daemon.poll.archive``): every new
+    item kept ``keep`` (first seen within it), the oldest dropped past ``max_mb`` megabytes
+    (10^6 bytes, approximate). On by default; ``keep: 0`` or ``max_mb: 0`` turns it off."""
+
+    keep: Duration = 7 * 86400.0
+    max_mb: Annotated[float, Field(ge=0), not_bool("a number of megabytes")] = 200.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.keep > 0 and self.max_mb > 0
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1_000_000)
+
+
 class LogConfig(_Strict):
     level: Annotated[
         Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(lowercase)
@@ -171,6 +188,7 @@ class RawTop(_Strict):
     log: Any = None
     http: Any = None
     websub: Any = None
+    archive: Any = None
 
 
 def _without_nulls(data: Any, keep: tuple[str, ...]) -> Any:
@@ -300,6 +318,7 @@ class Config(_Redacted):
     http: HttpConfig | None = None  # None: no HTTP endpoint
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     websub: WebSubConfig = field(default_factory=WebSubConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
 
     def feed(self, name: str) -> FeedConfig:
         """The feed called ``name``; KeyError if there is none."""

@@ -1,6 +1,7 @@
-"""``feedwatch test-rule RULES FEED [--json]``: rule files against one feed, nothing published.
+"""``feedwatch test-rule RULES FEED [--json]``: rule files against a feed, nothing published.
 
-No Redis, no notifiers: the feed (a file or an http(s) URL) is parsed like the daemon would,
+No Redis, no notifiers: the feed (a file or an http(s) URL) is parsed like the daemon would
+(or every file of a folder of feed files or archived items: ``daemon/match/folder.py``),
 every item goes through a ``Matcher`` built from the rule files, and the matches are printed —
 as text with the matched words highlighted (``**word**``, or bold when writing to a terminal),
 or with ``--json`` as one JSON object per (item, rule) match.
@@ -18,6 +19,7 @@ import httpx
 
 from daemon import __version__
 from daemon.errors import ConfigError, FeedError
+from daemon.match.folder import read_folder
 from daemon.match.matcher import Matcher, RuleMatch
 from daemon.match.query.doc import FIELD_NAMES, field_text
 from daemon.match.rules import load_rules
@@ -58,8 +60,17 @@ def _read_source(source: str) -> tuple[str, bytes, dict[str, str], str]:
     return path.stem or "feed", body, {}, path.resolve().as_uri()
 
 
-def test_rule(rule_paths: Sequence[Path], source: str, *, as_json: bool, out: TextIO) -> int:
-    """Print every match of the rules in ``rule_paths`` against the feed at ``source``.
+def test_rule(
+    rule_paths: Sequence[Path],
+    source: str,
+    *,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO | None = None,
+) -> int:
+    """Print every match of the rules in ``rule_paths`` against the feed at ``source`` (a
+    folder: every feed file and archived-items file in it; the files it could not read are
+    listed on ``err``, ``out`` if None).
 
     Returns 0 whether or not anything matched; 1 (with a message on ``out``) if the rules are
     invalid or the feed cannot be read.
@@ -70,8 +81,11 @@ def test_rule(rule_paths: Sequence[Path], source: str, *, as_json: bool, out: Te
         out.write(e.render() + "\n")
         return EXIT_FAILED
     try:
-        name, body, headers, url = _read_source(source)
-        items = parse_items(name, body, headers, url, ())
+        if Path(source).is_dir():
+            items = _folder_items(Path(source), err or out)
+        else:
+            name, body, headers, url = _read_source(source)
+            items = parse_items(name, body, headers, url, ())
     except _SourceError as e:
         out.write(f"error: {e}\n")
         return EXIT_FAILED
@@ -95,6 +109,16 @@ def test_rule(rule_paths: Sequence[Path], source: str, *, as_json: bool, out: Te
             f" ({total} match{'es' if total != 1 else ''}, {matcher.rule_count} rules)\n"
         )
     return EXIT_OK
+
+
+def _folder_items(folder: Path, err: TextIO) -> list[Item]:
+    found = read_folder(folder)
+    for problem in found.problems:
+        err.write(f"warning: {problem}\n")
+    if not found.files:
+        raise _SourceError(f"no feed files or archived items in {folder}")
+    err.write(f"read {len(found.items)} items from {found.files} files in {folder}\n")
+    return found.items
 
 
 def match_json(item: Item, m: RuleMatch) -> dict[str, object]:

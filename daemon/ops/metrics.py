@@ -133,6 +133,11 @@ class Metrics:
             ["feed"],
             registry=r,
         )
+        self.archive_errors = Counter(
+            "feedwatch_archive_errors_total",
+            "Polls whose new items could not be written to the item archive (backtest).",
+            registry=r,
+        )
         self.matches = Counter(
             "feedwatch_matches_total", "Rule matches on alertable items.", ["rule"], registry=r
         )

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from alerts.wire import Alert, AlertItem, AlertRule
 from daemon.config.load import FeedConfig
 from daemon.config.messages import redact
+from daemon.config.models import PollingConfig
 from daemon.durations import format_duration
 from daemon.errors import FeedError, FeedwatchError, StoreError
 from daemon.logging import log
@@ -129,6 +130,30 @@ class FeedHealth:
         self.silences = silences
         self.quiet_factor = quiet_factor  # 0: no quiet alerts
         self.quiet_min = quiet_min
+
+    @classmethod
+    def configured(
+        cls,
+        redis: aioredis.Redis,
+        keys: Keys,
+        publisher: Publisher,
+        polling: PollingConfig,
+        notify: Sequence[str],
+        silences: Silences | None = None,
+    ) -> FeedHealth | None:
+        """Feed-health alerts as ``polling:`` asks for them; None when it turns both off."""
+        if polling.alert_after <= 0 and polling.quiet_factor <= 0:
+            return None
+        return cls(
+            redis,
+            keys,
+            publisher,
+            alert_after=polling.alert_after,
+            notify=notify,
+            silences=silences,
+            quiet_factor=polling.quiet_factor,
+            quiet_min=polling.quiet_min,
+        )
 
     async def failed(
         self, feed: FeedConfig, error: FeedError, streak: int, now: datetime

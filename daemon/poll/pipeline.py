@@ -28,6 +28,7 @@ from daemon.config.load import FeedConfig
 from daemon.errors import FeedError, FeedwatchError, StoreError
 from daemon.fetch.client import Fetcher
 from daemon.match.matcher import Matcher
+from daemon.poll.archive import Archive
 from daemon.poll.decide import Decision, decide, next_poll_delay
 from daemon.poll.health import FeedHealth
 from daemon.poll.parse_pool import ParsePool
@@ -115,6 +116,7 @@ class Pipeline:
         silences: Silences | None = None,
         health: FeedHealth | None = None,
         websub: WebSubService | None = None,
+        archive: Archive | None = None,
     ) -> None:
         self.fetcher = fetcher
         self.store = store
@@ -129,6 +131,7 @@ class Pipeline:
         self.silences = silences or (stories.silences if stories is not None else None)
         self.health = health  # None: no feed-health alerts
         self.websub = websub  # None: no WebSub discovery, pushes or slower fallback polling
+        self.archive = archive  # None: new items are not archived (feedwatch backtest)
 
     async def run(
         self,
@@ -290,6 +293,8 @@ class Pipeline:
             )
         else:
             told = await publish_plain(self.publisher, self.silences, [a for a, _ in matches], now)
+        if self.archive is not None:  # every new item, with its story; never fails the poll
+            await self.archive.add(decision.new, now, stories)
         return told, matched
 
     async def _finish(

@@ -150,6 +150,22 @@ class Keys:
         (deleted by its next successful poll): ``daemon/poll/health.py``."""
         return f"{self.tag}:feedhealth:{feed}"
 
+    # -- the item archive (daemon/poll/archive.py) ------------------------------------------
+    @property
+    def archive_items(self) -> str:
+        """Hash ``<feed>:<item id>`` → the archived item as compact JSON."""
+        return f"{self.tag}:archive:items"
+
+    @property
+    def archive_seen(self) -> str:
+        """Sorted set ``<feed>:<item id>`` → epoch seconds it was first archived."""
+        return f"{self.tag}:archive:seen"
+
+    @property
+    def archive_bytes(self) -> str:
+        """The archive's approximate size in bytes (kept by its Lua step)."""
+        return f"{self.tag}:archive:bytes"
+
     # -- WebSub (daemon/websub/store.py) -----------------------------------------------------
     def websub_sub(self, feed: str) -> str:
         """Hash: the feed's WebSub subscription (hub, topic, callback token, secret, state,

@@ -248,9 +248,28 @@ def test_config_from_dict_problems_have_no_position(tmp_path: Path) -> None:
         "api:0:0: feeds[0].interval: expected a duration like '90s' or '5m', got 'soon'",
         (
             "api:0:0: x: unknown key 'x' (known keys: redis, prefix, state_dir, rules, defaults, "
-            "feeds, notifiers, fetch, polling, delivery, log, http, websub)"
+            "feeds, notifiers, fetch, polling, delivery, log, http, websub, archive)"
         ),
     ]
+
+
+def test_archive_section(tmp_path: Path) -> None:
+    """``archive:`` is on by default (7d, 200 MB); ``keep: 0`` or ``max_mb: 0`` turns it off;
+    a bad value is a located problem."""
+    default = config_from_dict({}, base_dir=tmp_path).archive
+    assert (default.keep, default.max_mb, default.enabled, default.max_bytes) == (
+        7 * 86400.0,
+        200.0,
+        True,
+        200_000_000,
+    )
+    set_ = config_from_dict({"archive": {"keep": "36h", "max_mb": 0.5}}, base_dir=tmp_path)
+    assert (set_.archive.keep, set_.archive.max_bytes) == (36 * 3600.0, 500_000)
+    assert not config_from_dict({"archive": {"keep": 0}}, base_dir=tmp_path).archive.enabled
+    assert not config_from_dict({"archive": {"max_mb": 0}}, base_dir=tmp_path).archive.enabled
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"archive": {"keep": "soon", "max_mb": True}}, base_dir=tmp_path)
+    assert [p.where for p in info.value.problems] == ["archive.keep", "archive.max_mb"]
 
 
 @pytest.mark.parametrize(
