@@ -35,6 +35,12 @@ WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY rules ./rules
 COPY feedwatch.yaml ./feedwatch.yaml
+# Word forms (daemon/match/query/lexicon.py) index simplemma's lemma lists once per machine
+# (~25 s); do it here, into the image, so that no container start pays for it.
+ENV FEEDWATCH_CACHE_DIR=/app/.cache/feedwatch
+RUN /app/.venv/bin/python -c "from daemon.match.query.forms import lexicon; \
+[lexicon(lang) for lang in ('en', 'pl', 'ru', 'uk')]" \
+ && test -n "$(ls /app/.cache/feedwatch)"
 # state_dir (.feedwatch, relative to the config file) must be writable by the service user, and
 # outlive the container: the embedded Redis keeps there which items were seen and alerted.
 # Mount a named volume on it (`-v feedwatch-state:/app/.feedwatch`); `docker run --rm` deletes

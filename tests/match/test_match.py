@@ -86,7 +86,7 @@ def test_rules_without_literals() -> None:
 
 def test_prefilter_picks_rare_required_words() -> None:
     """A rule is only a candidate for items that hold one of its required words."""
-    m = Matcher(ruleset("the AND Zaporizhzhia", "(Kursk OR Sumy) AND the", "NOT x", "x NEAR y"))
+    m = Matcher(ruleset("the AND =Zaporizhzhia", "(=Kursk OR =Sumy) AND the", "NOT x", "x NEAR y"))
     from daemon.match.query.doc import Doc
 
     doc = Doc(item("the Kursk and the x"), m._automaton)

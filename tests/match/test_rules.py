@@ -126,7 +126,7 @@ def test_rule_files(tmp_path: Path) -> None:
 
 def test_make_rule_and_feed_restriction() -> None:
     """Rules can be built in memory; feeds admit listed feed names and tag:X."""
-    rule = make_rule(RuleSpec(id="r", query="Kursk", feeds=("aljazeera", "tag:ukraine")))
+    rule = make_rule(RuleSpec(id="r", query="=Kursk", feeds=("aljazeera", "tag:ukraine")))
     assert rule.title == "r" and rule.compiled.keys == frozenset({" kursk "})
     assert rule.wants_feed("aljazeera", ())
     assert rule.wants_feed("bbc", ("ukraine",))

@@ -26,6 +26,8 @@ class Term:
 
     ``words`` are the normalised words, matched consecutively; if ``prefix`` the last one is a
     prefix. ``exact`` (for ``{…}``) holds the words as written, compared case-sensitively.
+    ``forms``: a plain word or phrase also matches its word forms (see ``forms``); False when
+    written ``=word`` / ``="a phrase"``. Wildcards and ``{…}`` never use forms.
     ``text`` is the term as written in the query (reported in match explanations).
     """
 
@@ -33,8 +35,14 @@ class Term:
     words: tuple[str, ...]
     prefix: bool = False
     exact: tuple[str, ...] | None = None
+    forms: bool = True
     pos: int = _where()
     end: int = _where()
+
+    @property
+    def uses_forms(self) -> bool:
+        """Whether this term matches word forms (a plain word or phrase, not marked ``=``)."""
+        return self.forms and not self.prefix and self.exact is None
 
 
 @dataclass(frozen=True, slots=True)

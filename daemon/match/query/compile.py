@@ -26,6 +26,7 @@ from daemon.match.query.ast import (
     Term,
 )
 from daemon.match.query.doc import FIELD_NAMES, SUMMARY, TITLE, Doc
+from daemon.match.query.errors import QuerySyntaxError
 from daemon.match.query.evaluate import (
     AllOf,
     AnyLit,
@@ -40,8 +41,10 @@ from daemon.match.query.evaluate import (
     SpanNode,
     SpanOr,
     TextAnyLit,
+    TextFormsLit,
     TextLit,
 )
+from daemon.match.query.forms import TooManyForms, term_forms
 from daemon.match.query.regex import compile_regex
 from daemon.types import MatchSpan
 
@@ -79,12 +82,19 @@ def set_cost(keys: Keys) -> float:
     return sum(key_cost(k) for k in keys)
 
 
+def lit_cost(lit: Lit) -> float:
+    """How often a literal occurs: its own key's guess, a little more for each word form (the
+    forms of one word are together about as frequent as the word, not as all of them)."""
+    return key_cost(lit.key) * (1 + 0.05 * (len(lit.keys) - 1))
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     node: BoolNode
     required: Keys | None
     keys: Keys
     rank: int  # evaluation order among siblings: cheap first
+    cost: float = 0.0  # how often ``required`` occurs (see key_cost)
 
 
 class Query:
@@ -121,8 +131,8 @@ def _compile(node: Node, fields: tuple[int, ...]) -> _Plan:
         return _compile(node.child, (FIELD_NAMES.index(node.field),))
     if isinstance(node, Term):
         lit = _lit(node, fields)
-        req = frozenset({lit.key}) if _PREFILTERED.issuperset(fields) else None
-        return _Plan(lit, req, frozenset({lit.key}), 0)
+        req = lit.keyset if _PREFILTERED.issuperset(fields) else None
+        return _Plan(lit, req, lit.keyset, 0, lit_cost(lit))
     if isinstance(node, Regex):
         pattern = compile_regex(node.pattern, node.pos, node.end)
         return _Plan(RegexTerm(node.text, pattern, fields), None, frozenset(), 3)
@@ -130,51 +140,76 @@ def _compile(node: Node, fields: tuple[int, ...]) -> _Plan:
         inner = _compile(node.child, fields)
         return _Plan(NoneOf(inner.node), None, inner.keys, inner.rank)
     if isinstance(node, Near):
-        span = _span(node)
+        span = _span(node, fields)
         keys = frozenset(_span_keys(span))
-        req = _span_required(span) if _PREFILTERED.issuperset(fields) else None
-        return _Plan(Span(span, fields), req, keys, 2)
+        req, cost = _span_required(span)
+        if not _PREFILTERED.issuperset(fields):
+            return _Plan(Span(span, fields), None, keys, 2)
+        return _Plan(Span(span, fields), req, keys, 2, cost)
     if isinstance(node, AliasRef):  # pragma: no cover - expand() removes these
         raise ValueError(f"alias @{node.name} was not expanded")
     plans = sorted((_compile(c, fields) for c in node.children), key=lambda p: p.rank)
     keys = frozenset().union(*(p.keys for p in plans))
     rank = max(p.rank for p in plans)
     if isinstance(node, And):
-        reqs = [p.required for p in plans if p.required is not None]
-        best = min(reqs, key=set_cost) if reqs else None
-        return _Plan(AllOf([p.node for p in plans]), best, keys, rank)
+        reqs = [p for p in plans if p.required is not None]
+        best = min(reqs, key=lambda p: p.cost) if reqs else None
+        if best is None:
+            return _Plan(AllOf([p.node for p in plans]), None, keys, rank)
+        return _Plan(AllOf([p.node for p in plans]), best.required, keys, rank, best.cost)
     any_req: Keys | None = frozenset()
+    cost = 0.0
     for p in plans:
         any_req = None if (any_req is None or p.required is None) else any_req | p.required
+        cost += p.cost
     lits = [p.node for p in plans if isinstance(p.node, Lit) and p.node.exact is None]
     if len(lits) == len(plans) and all(lit.fields == fields for lit in lits):
         cls = TextAnyLit if fields == _TEXT else AnyLit
-        return _Plan(cls(lits, fields), any_req, keys, 1)
-    return _Plan(AnyOf([p.node for p in plans]), any_req, keys, rank)
+        return _Plan(cls(lits, fields), any_req, keys, 1, cost)
+    return _Plan(AnyOf([p.node for p in plans]), any_req, keys, rank, cost)
 
 
-def _lit(term: Term, fields: tuple[int, ...]) -> Lit:
+def term_keys(term: Term, fields: tuple[int, ...]) -> list[str]:
+    """The automaton keys of ``term``: as written, then its word forms (in the title and
+    summary only: links, feed names and tags are not prose)."""
     key = literal_key(term.words, term.prefix)
-    cls = TextLit if fields == _TEXT and term.exact is None else Lit
-    return cls(term.text, key, len(term.words), term.exact, fields)
+    if not term.uses_forms or _PREFILTERED.isdisjoint(fields):
+        return [key]
+    try:
+        runs = term_forms(term)
+    except TooManyForms as e:  # the parser reports it; a hand-built tree gets it here
+        raise QuerySyntaxError(str(e), term.pos, term.end) from None
+    return [key, *sorted({literal_key(run, False) for run in runs[1:]} - {key})]
 
 
-def _span(node: Node) -> SpanNode:
-    """A NEAR operand (already checked by ``resolve.check_near_operand``) as a span node."""
+def _lit(term: Term, fields: tuple[int, ...], where: tuple[int, ...] | None = None) -> Lit:
+    keys = term_keys(term, fields if where is None else where)
+    if fields == _TEXT and term.exact is None:
+        cls: type[Lit] = TextLit if len(keys) == 1 else TextFormsLit
+    else:
+        cls = Lit
+    return cls(term.text, keys, len(term.words), term.exact, fields)
+
+
+def _span(node: Node, where: tuple[int, ...]) -> SpanNode:
+    """A NEAR operand (already checked by ``resolve.check_near_operand``) as a span node;
+    ``where`` are the fields the NEAR looks in."""
     if isinstance(node, Group):
-        return _span(node.child)
+        return _span(node.child, where)
     if isinstance(node, Term):
-        return _lit(node, ())
+        return _lit(node, (), where)
     if isinstance(node, Or):
-        return SpanOr([_span(c) for c in node.children])
+        return SpanOr([_span(c, where) for c in node.children])
     if isinstance(node, Near):
-        return SpanNear(_span(node.left), _span(node.right), node.distance, node.ordered)
+        return SpanNear(
+            _span(node.left, where), _span(node.right, where), node.distance, node.ordered
+        )
     raise ValueError(f"not a NEAR operand: {type(node).__name__}")  # pragma: no cover
 
 
 def _span_keys(span: SpanNode) -> Iterator[str]:
     if isinstance(span, Lit):
-        yield span.key
+        yield from span.keys
     elif isinstance(span, SpanOr):
         for c in span.children:
             yield from _span_keys(c)
@@ -183,10 +218,12 @@ def _span_keys(span: SpanNode) -> Iterator[str]:
         yield from _span_keys(span.right)
 
 
-def _span_required(span: SpanNode) -> Keys:
+def _span_required(span: SpanNode) -> tuple[Keys, float]:
+    """Keys one of which a NEAR needs, and how often they occur."""
     if isinstance(span, Lit):
-        return frozenset({span.key})
+        return span.keyset, lit_cost(span)
     if isinstance(span, SpanOr):
-        return frozenset().union(*(_span_required(c) for c in span.children))
+        parts = [_span_required(c) for c in span.children]
+        return frozenset().union(*(k for k, _ in parts)), sum(c for _, c in parts)
     assert isinstance(span, SpanNear)
-    return min(_span_required(span.left), _span_required(span.right), key=set_cost)
+    return min(_span_required(span.left), _span_required(span.right), key=lambda kc: kc[1])

@@ -68,46 +68,67 @@ def _leaf_spans(fld: Field, f: int, leaves: Sequence[Leaf], out: Explanation) ->
 
 
 class Lit:
-    """A word, phrase or prefix (one automaton key), optionally case-sensitive (``exact``)."""
+    """A word, phrase or prefix, optionally case-sensitive (``exact``). ``keys`` are its
+    automaton keys: the term as written first, then its word forms (all of ``size`` words)."""
 
-    __slots__ = ("exact", "fields", "key", "size", "term")
+    __slots__ = ("exact", "fields", "key", "keys", "keyset", "size", "term")
 
     def __init__(
-        self, term: str, key: str, size: int, exact: tuple[str, ...] | None, fields: tuple[int, ...]
+        self,
+        term: str,
+        keys: Sequence[str],
+        size: int,
+        exact: tuple[str, ...] | None,
+        fields: tuple[int, ...],
     ) -> None:
-        self.term, self.key, self.size, self.exact, self.fields = term, key, size, exact, fields
+        self.term, self.size, self.exact, self.fields = term, size, exact, fields
+        self.keys = tuple(keys)
+        self.key = self.keys[0]
+        self.keyset = frozenset(self.keys)
+
+    def _occurrences(self, fld: Field) -> list[tuple[int, int, int]]:
+        """Where any of the keys occurs in ``fld`` (in text order)."""
+        found = fld.found
+        if len(self.keys) == 1:
+            return fld.occurrences(self.key) if self.key in found else []
+        out: list[tuple[int, int, int]] = []
+        for key in self.keys:
+            if key in found:
+                out.extend(fld.occurrences(key))
+        out.sort()
+        return out
 
     def hits(self, fld: Field) -> list[Hit]:
-        if self.key not in fld.found:
+        if self.keyset.isdisjoint(fld.found):
             return []
         n, term, exact = self.size, self.term, self.exact
         return [
             (p, p + n, ((term, a, b),))
-            for p, a, b in fld.occurrences(self.key)
+            for p, a, b in self._occurrences(fld)
             if exact is None or fld.raw_words(a, b) == exact
         ]
 
     def matches(self, doc: Doc) -> bool:
-        key, fields = self.key, doc.fields
+        keys, fields = self.keyset, doc.fields
         for f in self.fields:
             fld = fields[f] or doc.field(f)
-            if key in fld.found and (self.exact is None or self.hits(fld)):
+            if not keys.isdisjoint(fld.found) and (self.exact is None or self.hits(fld)):
                 return True
         return False
 
     def explain(self, doc: Doc, out: Explanation) -> None:
-        key, n, term, exact = self.key, self.size, self.term, self.exact
+        n, term, exact = self.size, self.term, self.exact
         for f in self.fields:
             fld = doc.field(f)
-            if key not in fld.found:
+            if self.keyset.isdisjoint(fld.found):
                 continue
             name, char_span = FIELD_NAMES[f], fld.indexed.char_span
             if n > 1:
                 target = out.strong
             else:
-                target = out.indexed if key in out.required else out.weak
+                target = out.weak if self.keyset.isdisjoint(out.required) else out.indexed
             added = 0
-            for _, a, b in fld.occurrences(key):
+            for _, a, b in self._occurrences(fld):
                 if exact is None or fld.raw_words(a, b) == exact:
                     target.append(MatchSpan(term, name, *char_span(a, b)))
                     added += 1
@@ -116,12 +137,21 @@ class Lit:
 
 
 class TextLit(Lit):
-    """A plain (not case-sensitive) literal in the default fields: one set lookup."""
+    """A plain (not case-sensitive) one-key literal in the default fields: one set lookup."""
 
     __slots__ = ()
 
     def matches(self, doc: Doc) -> bool:
         return self.key in (doc.text_keys or doc.in_text())
+
+
+class TextFormsLit(Lit):
+    """A plain literal with word forms in the default fields: one set intersection."""
+
+    __slots__ = ()
+
+    def matches(self, doc: Doc) -> bool:
+        return not self.keyset.isdisjoint(doc.text_keys or doc.in_text())
 
 
 class AnyLit:
@@ -131,7 +161,7 @@ class AnyLit:
 
     def __init__(self, lits: Sequence[Lit], fields: tuple[int, ...]) -> None:
         self.lits = tuple(lits)
-        self.keys = frozenset(lit.key for lit in lits)
+        self.keys = frozenset().union(*(lit.keyset for lit in lits))
         self.fields = fields
 
     def matches(self, doc: Doc) -> bool:

@@ -1,7 +1,8 @@
 """Query text → tokens, each with its position.
 
 Token kinds: ``(`` ``)`` ``AND`` ``OR`` ``NOT`` ``NEAR`` (with ``distance``/``ordered``),
-``WORD`` (a bare word, maybe ending in ``*``), ``PHRASE`` (``"…"``), ``EXACT`` (``{…}``),
+``WORD`` (a bare word, maybe ending in ``*``, maybe starting with ``=``), ``PHRASE`` (``"…"``
+or ``="…"``), ``EXACT`` (``{…}``),
 ``REGEX`` (``/…/``), ``ALIAS`` (``@name``), ``FIELD`` (``title:`` …) and ``EOF``.
 Operators are upper-case; ``and`` is a word.
 """
@@ -74,8 +75,10 @@ def tokenize_query(text: str) -> list[Token]:
         if c in "()":
             tokens.append(Token(c, c, i, i + 1))
             i += 1
-        elif c == '"':
-            value, end = _delimited(text, i, '"', "phrase")
+        elif c == '"' or (c == "=" and text.startswith('"', i + 1)):
+            # ``="…"``: the phrase's exact forms only (see rules/README.md, word forms).
+            quote = i + (c == "=")
+            value, end = _delimited(text, quote, '"', "phrase")
             tokens.append(Token("PHRASE", text[i:end], i, end, value))
             i = end
         elif c == "{":

@@ -18,6 +18,7 @@ import unicodedata
 
 from daemon.match.query.ast import AliasRef, And, Group, Near, Node, Not, Or, Regex, Scope, Term
 from daemon.match.query.errors import QuerySyntaxError
+from daemon.match.query.forms import TooManyForms, term_forms
 from daemon.match.query.lexer import Token, tokenize_query
 from daemon.match.query.regex import compile_regex
 from daemon.match.query.tokenize import words
@@ -166,17 +167,22 @@ def word_term(tok: Token) -> Term:
     raw = tok.value
     prefix = raw.endswith("*")
     body = raw[:-1] if prefix else raw
+    exact_form = body.startswith("=")
+    body = body[1:] if exact_form else body
     star = body.find("*")
     if star >= 0:
         raise QuerySyntaxError(
-            "'*' is only allowed at the end of a word", tok.pos + star, tok.pos + star + 1
+            "'*' is only allowed at the end of a word",
+            tok.pos + exact_form + star,
+            tok.pos + exact_form + star + 1,
         )
     found = words(body)
     if not found:
         raise QuerySyntaxError(f"{raw!r} has no letters or digits to match", tok.pos, tok.end)
     if prefix:
         _check_prefix(found, body, tok.end - 1)
-    return Term(raw, tuple(w for w, _, _ in found), prefix, None, pos=tok.pos, end=tok.end)
+    words_ = tuple(w for w, _, _ in found)
+    return _checked(Term(raw, words_, prefix, None, not exact_form, pos=tok.pos, end=tok.end))
 
 
 def quoted_term(tok: Token) -> Term:
@@ -191,7 +197,7 @@ def quoted_term(tok: Token) -> Term:
         body = body[:-1]
     star = body.find("*")
     if star >= 0:
-        at = tok.pos + 1 + tok.value.find("*")
+        at = tok.pos + tok.text.startswith("=") + 1 + tok.value.find("*")
         where = "inside {}" if exact else "inside a phrase except at the end of its last word"
         raise QuerySyntaxError(f"'*' is not allowed {where}", at, at + 1)
     found = words(body)
@@ -200,7 +206,19 @@ def quoted_term(tok: Token) -> Term:
     if prefix:
         _check_prefix(found, body, tok.end - 2)
     raw = tuple(unicodedata.normalize("NFC", body[s:e]) for _, s, e in found) if exact else None
-    return Term(tok.text, tuple(w for w, _, _ in found), prefix, raw, pos=tok.pos, end=tok.end)
+    words_ = tuple(w for w, _, _ in found)
+    forms = not tok.text.startswith("=")
+    return _checked(Term(tok.text, words_, prefix, raw, forms, pos=tok.pos, end=tok.end))
+
+
+def _checked(term: Term) -> Term:
+    """``term``, after checking that its word forms are not too many (they are computed here
+    once and cached, so the error points at the term, in the query or alias that has it)."""
+    try:
+        term_forms(term)
+    except TooManyForms as e:
+        raise QuerySyntaxError(str(e), term.pos, term.end) from None
+    return term
 
 
 def _check_prefix(found: list[tuple[str, int, int]], body: str, star_at: int) -> None:

@@ -21,7 +21,8 @@ CASES = [
     ("Kursk", "Kurskaya oblast", False),
     ("Kursk", "Kúrsk", True),
     ("kúrsk", "Kursk", True),
-    ("Курськ", "бої під Курськом", False),
+    ("=Курськ", "бої під Курськом", False),  # exact form only
+    ("Курськ", "бої під Курськом", True),  # word forms
     ("Курськ", "місто Курськ", True),
     ("Курск", "город КУРСК", True),
     ("北朝鲜", "据报道北朝鲜军队", True),

@@ -11,7 +11,7 @@ def test_alias_errors_are_located_in_the_alias() -> None:
     """Each bad alias gets one error, located in its own text."""
     table = AliasTable(
         {
-            "ok": "Pyongyang",
+            "ok": "=Pyongyang",
             "syntax": "a AND",
             "unknown": "a OR @nope",
             "loop1": "@loop2 OR x",
