@@ -1,16 +1,16 @@
-"""Story clustering: cost per item of fingerprint + lookup, and Redis memory per remembered story.
+"""Story clustering: cost per item of terms + lookup, and Redis memory per remembered story.
 
     .venv-bench/bin/python bench/story.py [--stories 100000] [--probes 4000] [--compare]
 
 1. Fills ``daemon.stories.cluster.StoryIndex`` with ``--stories`` synthetic stories (news-sized
    items, ~1.5 KB: words drawn from the Zipf vocabulary of bench/match.py, 15% of them from a dozen
    names of the story's own (people, places), two numbers and a weekday each), then times
-   fingerprint + ``assign`` for ``--probes`` more items: half rewrites of stories in the index
-   (headline changed, a fifth of the sentences dropped, two swapped; stories from the start,
-   middle and end of the window), half new stories.
+   terms (``item_terms``: words, numbers, sketch) + ``assign`` for ``--probes`` more items:
+   half rewrites of stories in the index (headline changed, a fifth of the sentences dropped,
+   two swapped; stories from the start, middle and end of the window), half new stories.
 2. The Redis index the daemon uses (``daemon.stories.index.StoryStore``) on a real redis-server
    (``daemon.redis.embedded.EmbeddedRedis``, in memory): filled with the same stories (every other
-   one carried by a second feed: 1.5 items per story), then fingerprint + lookup + commit of
+   one carried by a second feed: 1.5 items per story), then terms + lookup + commit of
    the same kind of probes, one at a time and in polls of 50; ``INFO memory`` gives bytes per
    remembered item.
 3. ``--compare``: precision/recall on tests/data/stories/pairs.yaml and fingerprint cost of the
@@ -45,9 +45,10 @@ from bench.match import vocabulary  # noqa: E402
 from bench.story_compare import compare  # noqa: E402
 from daemon.redis.embedded import EmbeddedRedis  # noqa: E402
 from daemon.redis.keys import Keys  # noqa: E402
-from daemon.stories.cluster import StoryIndex, fingerprint  # noqa: E402
+from daemon.stories.cluster import StoryIndex, item_terms  # noqa: E402
 from daemon.stories.index import StoryEntry, StoryStore, item_key  # noqa: E402
-from daemon.stories.sketch import Fingerprint  # noqa: E402
+from daemon.stories.profile import vector  # noqa: E402
+from daemon.stories.terms import ItemTerms  # noqa: E402
 
 HOUR = 3600.0
 WINDOW = 48 * HOUR
@@ -94,8 +95,8 @@ def _texts(seed: int, start: int, n: int) -> list[tuple[str, str]]:
     return [make_story(rng, vocab, cum) for _ in range(n)]
 
 
-def _fingerprints(job: tuple[int, int, int]) -> list[Fingerprint]:
-    return [fingerprint(t, x) for t, x in _texts(*job)]
+def _fingerprints(job: tuple[int, int, int]) -> list[ItemTerms]:
+    return [item_terms(t, x) for t, x in _texts(*job)]
 
 
 def bench_index(args: argparse.Namespace) -> tuple[dict[str, Any], StoryIndex]:
@@ -132,14 +133,15 @@ def bench_index(args: argparse.Namespace) -> tuple[dict[str, Any], StoryIndex]:
     candidates = 0
     for j, (kind, title, text) in enumerate(probes):
         t2 = time.perf_counter()
-        fp = fingerprint(title, text)
+        fp = item_terms(title, text)
         t3 = time.perf_counter()
         got = index.assign(f"probe-{j}", fp, FEEDS[j % len(FEEDS)])
         t4 = time.perf_counter()
         fp_times.append(t3 - t2)
         assign_times.append(t4 - t3)
         joined[kind] += not got.new_story
-        candidates += len(index.candidates(fp))
+        v = vector(fp, *index.frequencies(fp, NOW))
+        candidates += len(index.candidates(v, long=not fp.sketch.short))
     fp_best = min(_timed(probes) for _ in range(3))
     n = len(probes)
     totals = [a + b for a, b in zip(fp_times, assign_times, strict=True)]
@@ -168,7 +170,7 @@ def bench_index(args: argparse.Namespace) -> tuple[dict[str, Any], StoryIndex]:
 def _timed(probes: list[tuple[str, str, str]]) -> float:
     t0 = time.perf_counter()
     for _, title, text in probes:
-        fingerprint(title, text)
+        item_terms(title, text)
     return (time.perf_counter() - t0) / len(probes)
 
 
@@ -229,7 +231,7 @@ async def _bench_redis(args: argparse.Namespace) -> dict[str, Any]:
         joined = {"rewrite": 0, "new": 0}
         for j, (kind, title, text) in enumerate(probes):
             t1 = time.perf_counter()
-            fp = fingerprint(title, text)
+            fp = item_terms(title, text)
             t2 = time.perf_counter()
             got = await store.assign(item_key("probe", str(j)), fp, "probe", T_PROBE)
             t3 = time.perf_counter()
@@ -237,7 +239,7 @@ async def _bench_redis(args: argparse.Namespace) -> dict[str, Any]:
             one_times.append(t3 - t2)
             joined[kind] += not got.new_story
         batch_probes = [
-            StoryEntry(item_key("poll", str(j)), fingerprint(t, x), "poll", None)
+            StoryEntry(item_key("poll", str(j)), item_terms(t, x), "poll", None)
             for j, (_, t, x) in enumerate(probes)
         ]
         t4 = time.perf_counter()

@@ -9,7 +9,7 @@ fingerprint on news-sized items. Pure Python throughout, like the daemon.
 - MinHash containment: the same over words, turned into containment of the smaller set with
   the two set sizes; best and worst of four hash keys: the estimate moves with the hash alone.
 - SimHash: 64 bits over the content words weighted by count; similarity = 1 - hamming / 64.
-- chosen: ``daemon.stories.cluster.similarity``, new item against the stored story (both arrival
+- chosen: ``daemon.stories.sketch.similarity``, new item against the stored story (both arrival
   orders), and exact (both fingerprints fresh).
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config.yamlfile import load_yaml
-from daemon.stories.cluster import SAME_STORY, fingerprint, similarity
-from daemon.stories.sketch import content_words
+from daemon.stories.sketch import REWRITE as SAME_STORY
+from daemon.stories.sketch import content_words, fingerprint, similarity
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "tests" / "data" / "stories" / "pairs.yaml"

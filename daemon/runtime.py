@@ -206,7 +206,7 @@ class Daemon:
                 StoryStore(self.redis, self.keys, window=config.polling.story_window),
                 publisher,
                 silences,
-                fingerprint=parser.fingerprints,
+                terms=parser.story_terms,
             )
             health = FeedHealth.configured(
                 self.redis, self.keys, publisher, config.polling, config.defaults.notify, silences

@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
 from daemon.parse.text import html_to_text  # noqa: E402
-from daemon.stories.sketch import _STOP, fingerprint, similarity  # noqa: E402
+from daemon.stories.sketch import STOP_WORDS, fingerprint, similarity  # noqa: E402
 from eval.stories import CORPUS, LABELS, Score, read_day, score  # noqa: E402
 
 Vector = dict[str, float]
@@ -46,7 +46,7 @@ Vector = dict[str, float]
 def terms(text: str) -> list[str]:
     out = []
     for w in re.findall(r"\w+", text.lower()):
-        if w in _STOP or len(w) < 2 or (w.isdigit() and 1900 <= int(w) <= 2099):
+        if w in STOP_WORDS or len(w) < 2 or (w.isdigit() and 1900 <= int(w) <= 2099):
             continue
         if len(w) > 4 and w.endswith("s") and not w.endswith("ss"):
             w = w[:-1]

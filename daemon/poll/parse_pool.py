@@ -1,11 +1,11 @@
-"""Running the parser, and story fingerprints, off the event loop.
+"""Running the parser, and story terms, off the event loop.
 
 feedparser is pure Python and GIL-bound (~10–20 ms for a 50-item feed here), so parsing on the
 event loop would stall every fetch, and threads would share one core. ``ParsePool`` runs
 ``daemon.parse.feed.parse_items`` in worker processes (spawned: they do not inherit the event loop
 or its threads) so a cold poll uses every core. ``workers=0`` parses inline, for tools and
-tests where a pool's start-up costs more than it saves. ``fingerprints`` computes the story
-fingerprints of a poll's new items in the same workers (~0.2 ms of pure Python per item).
+tests where a pool's start-up costs more than it saves. ``story_terms`` computes the story
+terms of a poll's new items in the same workers (``daemon.stories.terms``).
 
 Workers must not outlive the daemon: if it is SIGKILLed they would linger holding its stdout.
 Each worker asks Linux to kill it when its parent dies (``PR_SET_PDEATHSIG``), and elsewhere
@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from daemon.errors import ParseError
 from daemon.parse import feed as parse
 from daemon.parse.feedlinks import FeedLinks
-from daemon.stories.sketch import Fingerprint, fingerprints
+from daemon.stories.terms import ItemTerms, items_terms
 from daemon.types import Item
 
 _PR_SET_PDEATHSIG = 1
@@ -84,17 +84,17 @@ class ParsePool:
                 self._restart()
                 raise ParseError(feed, "parser process died while reading this feed") from e
 
-    async def fingerprints(self, texts: Sequence[tuple[str, str]]) -> list[Fingerprint]:
-        """The story fingerprint of each (title, text), computed in a worker."""
+    async def story_terms(self, texts: Sequence[tuple[str, str]]) -> list[ItemTerms]:
+        """The story terms of each (title, text), computed in a worker."""
         if self._pool is None or not texts:
-            return fingerprints(texts)
+            return items_terms(texts)
         async with self._slots:
             loop = asyncio.get_running_loop()
             try:
-                return await loop.run_in_executor(self._pool, fingerprints, list(texts))
+                return await loop.run_in_executor(self._pool, items_terms, list(texts))
             except BrokenProcessPool:
                 self._restart()
-        return fingerprints(texts)  # the worker died: compute them here, lose nothing
+        return items_terms(texts)  # the worker died: compute them here, lose nothing
 
     async def parse_links(
         self, feed: str, body: bytes, headers: Mapping[str, str], url: str, tags: tuple[str, ...]

@@ -53,8 +53,8 @@ from daemon.publish.stream import (
     story_alert,
 )
 from daemon.stories.index import Assigned, StoryEntry, StoryStore, item_key
-from daemon.stories.sketch import Fingerprint, fingerprints
 from daemon.stories.sources import publisher
+from daemon.stories.terms import ItemTerms, items_terms
 from daemon.types import Item
 
 
@@ -114,16 +114,16 @@ async def publish_plain(
     return told
 
 
-Fingerprinter = Callable[[Sequence[tuple[str, str]]], Awaitable[list[Fingerprint]]]
+TermsOf = Callable[[Sequence[tuple[str, str]]], Awaitable[list[ItemTerms]]]
 
 
-async def _inline(texts: Sequence[tuple[str, str]]) -> list[Fingerprint]:
-    return fingerprints(texts)
+async def _inline(texts: Sequence[tuple[str, str]]) -> list[ItemTerms]:
+    return items_terms(texts)
 
 
 class StoryStage:
-    """``fingerprint``: computes fingerprints of (title, text) pairs; the daemon passes its
-    parse pool's (``ParsePool.fingerprints``: worker processes, off the event loop)."""
+    """``terms``: computes the story terms of (title, text) pairs; the daemon passes its parse
+    pool's (``ParsePool.story_terms``: worker processes, off the event loop)."""
 
     def __init__(
         self,
@@ -131,12 +131,12 @@ class StoryStage:
         publisher: Publisher,
         silences: Silences | None = None,
         *,
-        fingerprint: Fingerprinter = _inline,
+        terms: TermsOf = _inline,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.silences = silences
-        self.fingerprint = fingerprint
+        self.terms = terms
 
     async def assign(
         self,
@@ -159,15 +159,15 @@ class StoryStage:
         ]
         if not todo:
             return {}
-        fps = await self.fingerprint([(i.title, i.summary) for i in todo])
+        found = await self.terms([(i.title, i.summary) for i in todo])
         entries = [
             StoryEntry(
                 item_key(i.feed, i.id),
-                fp,
+                t,
                 publisher(publisher_of, i.link, i.feed, source_url=i.source_url),
                 i.link,
             )
-            for i, fp in zip(todo, fps, strict=True)
+            for i, t in zip(todo, found, strict=True)
         ]
         got = await self.store.assign_many(entries, now.timestamp())
         return {i.id: a for i, a in zip(todo, got, strict=True)}

@@ -122,6 +122,11 @@ class Keys:
         """Counter bumped by every story-index commit that wrote."""
         return f"{self.tag}:story:ver"
 
+    def story_df(self, slice_number: int) -> str:
+        """Hash: term → items of that time slice that had it, ``n`` → items (story profiles'
+        document frequencies, ``daemon.stories.lua``)."""
+        return f"{self.tag}:story:df:{slice_number}"
+
     def story_held(self, story_id: str) -> str:
         """Hash rule id → held first match (``min_sources`` not reached yet)."""
         return f"{self.tag}:story:held:{story_id}"

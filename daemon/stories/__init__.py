@@ -1,9 +1,9 @@
-"""Stories: the same event from many outlets, recognised as one.
+"""Stories: the same event reported by many outlets, recognised as one.
 
-``sketch`` makes an item's fingerprint and compares two (pure); ``cluster`` is the
-clustering core and an in-memory index (pure); ``sources`` says who an item's source is (a
-publisher, not a feed); ``index`` is the Redis-backed index shared by every process, whose Lua
-scripts and record layout are in ``lua``.
+``terms`` gives an item's weighted terms and ``profile`` weighs them by the stream's document
+frequencies and compares an item with a story's accumulated profile (pure); ``cluster`` is the
+design and the in-memory reference index; ``index`` (with its Lua in ``lua``) is the Redis
+index every process shares; ``sources`` says which publisher an item counts as.
 
 May import: ``daemon.match.query`` (tokens), ``daemon.parse.urls``, ``daemon.redis``,
 ``daemon.errors``.

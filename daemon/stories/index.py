@@ -1,27 +1,32 @@
 """The Redis-backed story index: ``daemon.stories.cluster.StoryIndex``'s semantics, shared by
 every process.
 
-Each new item gets a fingerprint (``daemon.stories.cluster.fingerprint``);
-``StoryStore.assign_many`` joins it to the most similar story remembered at or above
-``SAME_STORY``, or starts a story. A story is remembered for ``window`` seconds after its first
-item (default 48 h) and lists the feeds that carry it, first seen first, each with the time it
-was first seen there (at most ``max_sources``). An item whose canonical link is already known
-joins that story whatever its text; assigning a known item again changes nothing.
+Each new item gets its terms (``daemon.stories.terms``); ``StoryStore.assign_many`` joins it to
+the story whose profile is most similar at or above ``SAME_STORY``
+(``daemon.stories.profile``), or starts a story. A story is remembered for ``window`` seconds
+after its first item (default 48 h) and lists the publishers that carry it, first seen first,
+each with the time it was first seen there (at most ``max_sources``). An item whose canonical
+link is already known joins that story whatever its text; assigning a known item again
+changes nothing.
 
-Two round trips per batch of items, and a retry for the few that raced (``daemon.stories.lua``,
-which also draws the Redis layout):
+Three round trips per batch of items, and a retry for the few that raced
+(``daemon.stories.lua``, which also draws the Redis layout):
 
+0. The document frequencies of the batch's terms in the live slices (one pipeline of
+   ``HMGET``): each item's vector weighs its terms by them.
 1. ``LOOKUP`` (Lua, read only): per item, its known story, else up to ``max_candidates``
-   candidate stories (packed sketches), how full its band keys' buckets are, and a digest of
-   the buckets it looked in.
-2. Python computes the similarities (``daemon.stories.cluster.matcher``) and plans: join, or start.
+   candidate stories (packed profiles) under its heaviest terms, and a digest of the buckets
+   it looked in.
+2. Python computes the similarities and plans: join (the story's profile gains the item's
+   vector), or start.
 3. ``COMMIT`` (Lua, atomic): per item, checks that nothing it read changed; if another process
    filed a story under the item's probe keys meanwhile the item is looked up again
    (``MAX_ROUNDS``; the last round commits its plan as is: at worst a story split, never an
    error).
 
-Cost is bounded per item: the probe keys (``Fingerprint.probes``, ~44) in each live slice
-(``window / slice + 1``, 2 by default), at most ``max_candidates`` records, and a few writes.
+Cost is bounded per item: its ``PROBE_TERMS`` probe terms in each live slice (``window /
+slice + 1``, 2 by default), at most ``max_candidates`` records, and a few writes (its terms'
+counts, the story's record and its ``INDEX_TERMS`` buckets).
 Records are fixed-size and packed 64 to a string key; band and item keys are packed binary
 in small hashes (``shards`` per slice, sized so that ~100,000 stories in a slice keep them
 compact listpacks). Measured by bench/story.py (``--redis``): bytes per remembered item and
@@ -33,8 +38,9 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from hashlib import blake2b
 from typing import Any
 
@@ -43,9 +49,18 @@ import redis.asyncio as aioredis
 from daemon.errors import StoreError
 from daemon.redis.errors import STORE_ERRORS
 from daemon.redis.keys import Keys
-from daemon.stories.cluster import SAME_STORY, Fingerprint, story_key_for_url
-from daemon.stories.lua import BLOCK, COMMIT, LOOKUP, MAX_SOURCES, RECORD
-from daemon.stories.sketch import PACKED_SIZE, matcher
+from daemon.stories.cluster import (
+    BUCKET_SIZE,
+    MAX_CANDIDATES,
+    REWRITE,
+    Remembered,
+    score,
+    story_key_for_url,
+)
+from daemon.stories.lua import BLOCK, COMMIT, LOOKUP, MAX_SOURCES, PACKED_SIZE, RECORD
+from daemon.stories.profile import Vector, probes, vector
+from daemon.stories.sketch import matcher
+from daemon.stories.terms import ItemTerms
 
 __all__ = [
     "MAX_ROUNDS",
@@ -77,10 +92,10 @@ def _raw_key(key: str | None) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class StoryEntry:
-    """One item to assign: its key (``item_key``), fresh fingerprint, feed and link."""
+    """One item to assign: its key (``item_key``), terms, publisher and link."""
 
     key: str
-    fp: Fingerprint
+    terms: ItemTerms
     feed: str
     url: str | None = None
 
@@ -126,9 +141,9 @@ class Plan:
     target: str  # story to join ("" for new)
     digest: str
     similarity: float
-    replace: bool  # a fuller text: it becomes the story's sketch
     cands: tuple[str, ...]
-    fills: tuple[int, ...] = ()  # per band key of the item: stories in its buckets
+    vector: Vector = field(default_factory=dict)
+    memory: Remembered | None = None  # the story with the item (join, new)
     version: str = ""  # the index's version the lookup saw
 
 
@@ -136,61 +151,71 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _probes(fp: Fingerprint) -> tuple[int, ...]:
-    return fp.probes or fp.bands
+def _term_blob(terms: Sequence[int], weights: Sequence[float], shards: int) -> bytes:
+    """Terms as the scripts read them, in one argument: per term its shard (the hash it lives
+    in: 4 hex digits), its 4-byte field and its weight (one byte, 0..255)."""
+    return b"".join(
+        b"%04x" % (t % shards) + _FIELD.pack(t) + bytes((min(255, round(w * 255)),))
+        for t, w in zip(terms, weights, strict=True)
+    )
 
 
-def _band_blob(keys: Sequence[int], shards: int) -> bytes:
-    """A list of band keys as the scripts read it, in one argument: per key its shard (the
-    hash it lives in: 4 hex digits) and its 4-byte field."""
-    return b"".join(b"%04x" % (k % shards) + _FIELD.pack(k) for k in keys)
+def _probe_blob(v: Vector, long: bool, shards: int) -> bytes:
+    keys = probes(v, long=long)
+    return _term_blob(keys, [v[k] for k in keys], shards)
 
 
-def _filed_under(fp: Fingerprint, fills: tuple[int, ...], keys: int, bucket: int) -> frozenset[int]:
-    """The band keys the commit script files a new sketch under (its ``index``): the
-    ``keys`` least used whose buckets are not full, else the two least used."""
-    if len(fills) != len(fp.bands):
-        return frozenset(fp.bands)
-    order = sorted(range(len(fills)), key=lambda i: (fills[i], i))
-    chosen = [i for i in order[:keys] if fills[i] < bucket] or order[:2]
-    return frozenset(fp.bands[i] for i in chosen)
-
-
-def _deferred(
-    planned: Sequence[tuple[StoryEntry, Plan]], index_keys: int, bucket_size: int
-) -> set[int]:
-    """Items to look up again after this commit, because an earlier item of the same batch
-    changes what they would find: it files a story they are similar to under one of their
-    probe keys, or gives one of their candidates a new sketch. (The commit script trusts a
-    plan when no *other* process wrote since the lookup.)"""
+def _sequenced(
+    planned: Sequence[tuple[StoryEntry, Plan]], *, force: bool = False
+) -> tuple[set[int], list[tuple[StoryEntry, Plan]]]:
+    """The plans of one batch as one process doing the items in turn would make them: the
+    items to look up again (an earlier item of the batch filed a story they belong to under
+    one of their probe terms, or changed a candidate so that it may now win), and the plans
+    with each join applied to the story as earlier items of the batch left it. (The commit
+    script trusts a plan when no *other* process wrote since the lookup.) With ``force`` (the
+    last round) nothing is looked up again, but joins still apply to the story as left."""
     out: set[int] = set()
-    filed: list[tuple[frozenset[int], Fingerprint]] = []  # keys and sketch of earlier writers
-    resketched: set[str] = set()
-    for i, (e, p) in enumerate(planned):
+    plans = list(planned)
+    filed: list[Remembered] = []  # new stories of earlier items
+    changed: dict[str, Remembered] = {}  # stories earlier items joined: as they left them
+    for i, (e, p) in enumerate(plans):
         if p.action == "link":
             continue
-        if resketched.intersection(p.cands):
+        keys = set(probes(p.vector, long=not e.terms.sketch.short))
+        compare = matcher(e.terms.sketch, REWRITE)
+        if not force and (
+            any(
+                not keys.isdisjoint(f.keys()) and score(compare, e.terms, p.vector, f) >= 1.0
+                for f in filed
+            )
+            or any(
+                score(compare, e.terms, p.vector, m) >= max(1.0, p.similarity)
+                for sid, m in changed.items()
+                if sid in p.cands and sid != p.target
+            )
+        ):
             out.add(i)
             continue
-        probes = _probes(e.fp)
-        found = [fp for keys, fp in filed if not keys.isdisjoint(probes)]
-        if found:
-            compare = matcher(e.fp, SAME_STORY)
-            if any(compare(fp) >= SAME_STORY for fp in found):
+        if p.action == "join" and p.target in changed:
+            now = changed[p.target]
+            if not force and score(compare, e.terms, p.vector, now) < 1.0:
                 out.add(i)
                 continue
-        if p.action == "new" or p.replace:
-            keys = _filed_under(e.fp, p.fills, index_keys, bucket_size)
-            filed.append((keys, e.fp.stored()))
-        if p.replace:
-            resketched.add(p.target)
-    return out
+            p = replace(p, memory=now.with_item(e.terms, p.vector))
+            plans[i] = (e, p)
+        if p.memory is None:
+            continue
+        if p.action == "join":
+            changed[p.target] = p.memory
+        else:
+            filed.append(p.memory)
+    return out, plans
 
 
 class StoryStore:
-    """The story index in Redis. ``bucket_size``, ``index_keys``, ``max_candidates`` and
-    ``max_sources`` (at most 8) mean what they mean for ``daemon.stories.cluster.StoryIndex``;
-    ``slice_seconds`` is the time slice of band and item keys (default: the window, so a
+    """The story index in Redis. ``bucket_size``, ``max_candidates`` and ``max_sources`` (at
+    most 8) mean what they mean for ``daemon.stories.cluster.StoryIndex``; ``slice_seconds``
+    is the time slice of terms, item keys and document frequencies (default: the window, so a
     lookup reads two slices)."""
 
     def __init__(
@@ -200,9 +225,8 @@ class StoryStore:
         *,
         window: float = DEFAULT_WINDOW,
         slice_seconds: float | None = None,
-        bucket_size: int = 4,
-        index_keys: int = 6,
-        max_candidates: int = 8,
+        bucket_size: int = BUCKET_SIZE,
+        max_candidates: int = MAX_CANDIDATES,
         max_sources: int = MAX_SOURCES,
         shards: int = SHARDS,
     ) -> None:
@@ -213,7 +237,6 @@ class StoryStore:
         self.window = window
         self.slice = slice_seconds or window
         self.bucket_size = bucket_size
-        self.index_keys = index_keys
         self.max_candidates = max_candidates
         self.max_sources = max_sources
         self.shards = shards
@@ -238,10 +261,10 @@ class StoryStore:
         ]
 
     async def assign(
-        self, key: str, fp: Fingerprint, feed: str, now: float, *, url: str | None = None
+        self, key: str, terms: ItemTerms, feed: str, now: float, *, url: str | None = None
     ) -> Assigned:
         """Assign one item (``assign_many`` of one)."""
-        return (await self.assign_many([StoryEntry(key, fp, feed, url)], now))[0]
+        return (await self.assign_many([StoryEntry(key, terms, feed, url)], now))[0]
 
     async def assign_many(self, entries: Sequence[StoryEntry], now: float) -> list[Assigned]:
         """Assign every entry, in order (a later entry may join an earlier one's story)."""
@@ -288,10 +311,11 @@ class StoryStore:
     async def _assign_many(self, entries: Sequence[StoryEntry], now: float) -> list[Assigned]:
         done: dict[int, Assigned] = {}
         todo = list(range(len(entries)))
+        vectors = await self.vectors(entries, now)
         for round_no in range(MAX_ROUNDS):
             if not todo:
                 break
-            found = await self.lookup([entries[i] for i in todo], now)
+            found = await self.lookup([entries[i] for i in todo], now, [vectors[i] for i in todo])
             plans: list[tuple[int, Plan]] = []
             for i, hit in zip(todo, found, strict=True):
                 if isinstance(hit, Assigned):
@@ -309,48 +333,75 @@ class StoryStore:
         return [done[i] for i in range(len(entries))]
 
     # -- the two steps (public so that tests can interleave two processes) -------------------
-    async def lookup(self, entries: Sequence[StoryEntry], now: float) -> list[Assigned | Plan]:
+    async def frequencies(self, terms: Sequence[int], now: float) -> tuple[dict[int, int], int]:
+        """(document frequency of each term, items) in the live slices."""
+        first, last = int((now - self.window) // self.slice), int(now // self.slice)
+        distinct = list(dict.fromkeys(terms))
+        fields = [_FIELD.pack(t) for t in distinct] + [b"n"]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for s in range(first, last + 1):
+                    pipe.hmget(self.keys.story_df(s), fields)
+                rows = await pipe.execute()
+        except STORE_ERRORS as e:
+            raise StoreError(f"cannot read story term counts: {e}") from e
+        counts = [sum(int(row[j] or 0) for row in rows) for j in range(len(fields))]
+        return dict(zip(distinct, counts, strict=False)), counts[-1]
+
+    async def vectors(self, entries: Sequence[StoryEntry], now: float) -> list[Vector]:
+        """Each entry's vector, its terms weighed by the stream's document frequencies: those
+        in Redis plus the batch's own items (a cold start's first batches would otherwise
+        weigh every word alike)."""
+        df, n = await self.frequencies([t for e in entries for t in e.terms.ids], now)
+        batch = Counter(t for e in entries for t in set(e.terms.ids))
+        n += len(entries) - 1
+        return [vector(e.terms, [df[t] + batch[t] - 1 for t in e.terms.ids], n) for e in entries]
+
+    async def lookup(
+        self, entries: Sequence[StoryEntry], now: float, vectors: Sequence[Vector] | None = None
+    ) -> list[Assigned | Plan]:
         """Step 1 and 2: known items as ``Assigned``, the others as a plan to commit."""
         if not entries:
             return []
+        if vectors is None:
+            vectors = await self.vectors(entries, now)
         keys, args = self._head(now)
         args += [self.max_candidates, len(entries), self.bucket_size]
-        for e in entries:
-            probes = _probes(e.fp)
+        for e, v in zip(entries, vectors, strict=True):
             link = story_key_for_url(e.url) if e.url else None
-            args += [_raw_key(e.key), _raw_key(link), _band_blob(probes, self.shards)]
+            long = not e.terms.sketch.short
+            args += [_raw_key(e.key), _raw_key(link), _probe_blob(v, long, self.shards)]
         try:
             version, raw = await self._lookup(keys=keys, args=args)
         except STORE_ERRORS as e:
             raise StoreError(f"cannot look up stories: {e}") from e
         ver = _text(version)
-        return [self._plan(e, r, ver) for e, r in zip(entries, raw, strict=True)]
+        return [self._plan(e, r, v, ver) for e, v, r in zip(entries, vectors, raw, strict=True)]
 
-    def _plan(self, entry: StoryEntry, raw: list[Any], version: str) -> Assigned | Plan:
+    def _plan(self, entry: StoryEntry, raw: list[Any], v: Vector, version: str) -> Assigned | Plan:
         kind = _text(raw[0])
         if kind == "known":
             feeds, times = parse_sources(raw[3])
             return Assigned(_text(raw[1]), False, 1.0, feeds, times, float(raw[2]))
         if kind == "link":
-            return Plan("link", _text(raw[1]), "", 1.0, False, (), version=version)
+            return Plan("link", _text(raw[1]), "", 1.0, (), v, version=version)
         digest = _text(raw[1])
-        fill = dict(zip(_probes(entry.fp), raw[2], strict=True))
-        fills = tuple(fill.get(b, 0) for b in entry.fp.bands)
-        compare = matcher(entry.fp, SAME_STORY)
-        best: tuple[float, float, str, Fingerprint] | None = None  # (sim, -started, id, fp)
+        terms = entry.terms
+        compare = matcher(terms.sketch, REWRITE)
+        best: tuple[float, float, str, Remembered] | None = None  # (score, -started, id, story)
         cands: list[str] = []
-        for j in range(3, len(raw), 3):
+        for j in range(2, len(raw), 3):
             sid, started, packed = _text(raw[j]), float(raw[j + 1]), raw[j + 2]
             cands.append(sid)
-            stored = Fingerprint.unpack(packed)
-            sim = compare(stored)
-            if best is None or (sim, -started) > best[:2]:
-                best = (sim, -started, sid, stored)
-        if best is not None and best[0] >= SAME_STORY:
-            replace = entry.fp.size > best[3].size
-            return Plan("join", best[2], digest, best[0], replace, tuple(cands), fills, version)
-        sim = best[0] if best else 0.0
-        return Plan("new", "", digest, sim, False, tuple(cands), fills, version)
+            story = Remembered.unpack(packed)
+            got = score(compare, terms, v, story)
+            if best is None or (got, -started) > best[:2]:
+                best = (got, -started, sid, story)
+        if best is not None and best[0] >= 1.0:
+            joined = best[3].with_item(terms, v)
+            return Plan("join", best[2], digest, best[0], tuple(cands), v, joined, version)
+        got = best[0] if best else 0.0
+        return Plan("new", "", digest, got, tuple(cands), v, Remembered.first(terms, v), version)
 
     async def commit(
         self, planned: Sequence[tuple[StoryEntry, Plan]], now: float, *, force: bool = False
@@ -359,22 +410,23 @@ class StoryStore:
         ``force`` commits the plans without checking what changed since the lookup."""
         if not planned:
             return []
-        deferred = set() if force else _deferred(planned, self.index_keys, self.bucket_size)
+        deferred, planned = _sequenced(planned, force=force)
         sent = [(e, p) for i, (e, p) in enumerate(planned) if i not in deferred]
         versions = {p.version for _, p in sent}
         version = versions.pop() if len(versions) == 1 else ""
         keys, args = self._head(now)
         seed = random.randrange(1 << 15) * BLOCK
-        args += [self.max_sources, self.bucket_size, self.index_keys, version, seed, len(sent)]
+        args += [self.max_sources, self.bucket_size, version, seed, len(sent)]
         for e, p in sent:
-            probes = _probes(e.fp)
             link = story_key_for_url(e.url) if e.url else None
             digest = "" if force else (p.digest or "-")
-            fills = p.fills if len(p.fills) == len(e.fp.bands) else ()
+            memory = p.memory or Remembered.first(e.terms, p.vector)
+            filed = memory.keys()
             args += [_raw_key(e.key), _raw_key(link), e.feed, p.action, p.target, digest]
-            args += [e.fp.pack(), "1" if p.replace else "0"]
-            args += [_band_blob(e.fp.bands, self.shards), bytes(min(f, 255) for f in fills)]
-            args += [_band_blob(probes, self.shards), "".join(p.cands)]
+            args += [memory.pack(), _term_blob(filed, [0.0] * len(filed), self.shards)]
+            long = not e.terms.sketch.short
+            args += [_probe_blob(p.vector, long, self.shards), "".join(p.cands)]
+            args += [b"".join(_FIELD.pack(t) for t in e.terms.ids)]
         try:
             raw = await self._commit(keys=keys, args=args)
         except STORE_ERRORS as e:
@@ -424,7 +476,7 @@ class StoryStore:
         return Assigned(story_id, False, 1.0, feeds, times, float(started))
 
     async def revision(self, story_id: str) -> int | None:
-        """How many times the story's sketch was set (1 when started), or None if unknown."""
+        """How many times the story's profile was set (1 when started), or None if unknown."""
         key, offset = self.keys.story_record(story_id, BLOCK, RECORD)
         try:
             rec = await self._record(key, offset)

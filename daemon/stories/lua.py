@@ -7,25 +7,30 @@ Layout (every key ``<tag>:story:…``: one hash tag, one Redis Cluster slot)
                           number in that hour (24 bits), which give key and offset.
     ``n:<hour>``          the hour's story counter (starts at a random block boundary, so ids
                           are not reused after Redis lost its data within the hour).
-    ``b:<slice>:<shard>`` hash: band key (4 bytes) → refs (6 bytes each) of the last
+    ``b:<slice>:<shard>`` hash: term (4 bytes) → refs (6 bytes each) of the last
                           ``bucket_size`` stories filed under it in that slice.
+    ``df:<slice>``        hash: term (4 bytes) → items of the slice that had it; ``n`` → items
+                          (document frequencies: ``daemon.stories.profile``).
     ``m:<slice>:<shard>`` hash: item key or canonical-link key (8 bytes) → ref.
     ``feeds``             hash: ``n:<feed>`` → feed number, ``i:<number>`` → feed, ``next``.
     ``ver``               counter: bumped by every commit that wrote, so a commit can tell
                           that nothing changed since its lookup without reading buckets again.
 
-A record: the packed sketch (``PACKED_SIZE`` bytes), started (u32, seconds), revision (u16),
-source count (u8), a pad byte, then up to ``MAX_SOURCES`` sources (feed number u16, first seen
-u32 seconds). Big-endian. Records expire ``window`` after their hour ends; bands and item
-keys ``window`` after their slice ends, so a lookup reads ``window / slice + 1`` slices.
+A record: the packed story (``PACKED_SIZE`` bytes: its sketch and profile,
+``daemon.stories.cluster.Remembered``), started
+(u32, seconds), revision (u16), source count (u8), a pad byte, then up to ``MAX_SOURCES``
+sources (publisher number u16, first seen u32 seconds). Big-endian. Records expire ``window``
+after their hour ends; terms, item keys and document frequencies ``window`` after their slice
+ends, so a lookup reads ``window / slice + 1`` slices.
 
 Both scripts start with ``ARGV = tag, now, window, slice, shards``; times are the caller's
 clock (injectable); Redis TTLs only reclaim memory.
 
 ``LOOKUP`` (read only), per item: the story its item key or link already points to, else up
-to ``max_candidates`` candidate stories under its probe keys (found under most keys first, each
-with started time and sketch), how full each probe key's buckets are, and a digest of those
-buckets and of the candidates' revisions; once per call, the index's version.
+to ``max_candidates`` candidate stories under its probe terms (ranked by the summed weight of
+the terms they were found under, then most recently filed), each with started time and
+profile, and a digest of those buckets and of the candidates' revisions; once per call, the
+index's version.
 
 ``COMMIT``, per item, atomically: a known item → its story; a known link → join it. Otherwise
 the plan stands if the version is the one the lookup saw (no other process wrote since; the
@@ -39,9 +44,9 @@ both items in turn would have started one.
 
 from __future__ import annotations
 
-from daemon.stories.sketch import PACKED_SIZE
+from daemon.stories.cluster import STORY_SIZE as PACKED_SIZE
 
-__all__ = ["BLOCK", "COMMIT", "LOOKUP", "MAX_SOURCES", "RECORD", "SOURCES_LUA"]
+__all__ = ["BLOCK", "COMMIT", "LOOKUP", "MAX_SOURCES", "PACKED_SIZE", "RECORD", "SOURCES_LUA"]
 
 MAX_SOURCES = 8
 RECORD = PACKED_SIZE + 8 + 6 * MAX_SOURCES
@@ -99,17 +104,18 @@ local function live_record(sid)
   if t == 0 or t + window <= now then return nil end
   return r
 end
--- Band keys come from the caller in one argument: per key, its shard (4 hex digits) and its
--- field (4 bytes). As a list: {sh = {...}, fl = {...}}.
+-- Terms come from the caller in one argument: per term, its shard (4 hex digits), its field
+-- (4 bytes) and its weight (1 byte). As a list: {sh = {...}, fl = {...}, w = {...}}.
 local bpre = {}
 for s = first, last do bpre[s] = tag .. ':story:b:' .. s .. ':' end
 local function band_list(blob)
-  local sh, fl = {}, {}
-  for i = 1, #blob - 7, 8 do
+  local sh, fl, w = {}, {}, {}
+  for i = 1, #blob - 8, 9 do
     sh[#sh + 1] = string.sub(blob, i, i + 3)
     fl[#fl + 1] = string.sub(blob, i + 4, i + 7)
+    w[#w + 1] = string.byte(blob, i + 8)
   end
-  return {sh = sh, fl = fl}
+  return {sh = sh, fl = fl, w = w}
 end
 local function mapk(s, key)
   return tag .. ':story:m:' .. s .. ':' .. ((struct.unpack('>I2', key)) % shards)
@@ -127,9 +133,9 @@ local function find(key)
   return nil
 end
 local function buckets(probes, cap)
-  -- per probe key, the last ``cap`` stories filed under it in the live slices, oldest first
+  -- per probe term, the last ``cap`` stories filed under it in the live slices, oldest first
   -- (as one bucket of the in-memory index); parts: every value read (for the digest)
-  local parts, found, fill = {}, {}, {}
+  local parts, found = {}, {}
   local sh, fl = probes.sh, probes.fl
   for j = 1, #fl do
     local kept = {}
@@ -142,14 +148,11 @@ local function buckets(probes, cap)
         end
       end
     end
-    fill[j] = #kept
-    if #kept > 0 then
-      local ids = {}
-      for i = #kept, 1, -1 do ids[#ids + 1] = kept[i] end
-      found[#found + 1] = ids
-    end
+    local ids = {}
+    for i = #kept, 1, -1 do ids[#ids + 1] = kept[i] end
+    found[j] = ids
   end
-  return parts, found, fill
+  return parts, found
 end
 local function revs_of(cands)
   local revs = {}
@@ -188,30 +191,27 @@ for _ = 1, n do
   elseif linked then
     out[#out + 1] = {'link', linked}
   else
-    local parts, found, fill = buckets(probes, cap)
-    -- rank: found under more keys first (each key weighs 1 + 1 / its bucket's size), then
-    -- first found first; one number per story, so the sort needs no Lua comparator
-    local score, order = {}, {}
-    for _, bucket in ipairs(found) do
-      local w = 12 + 12 / #bucket
-      for _, ref in ipairs(bucket) do
-        if not score[ref] then score[ref] = 0; order[#order + 1] = ref end
-        score[ref] = score[ref] + w
+    local parts, found = buckets(probes, cap)
+    -- rank (as daemon.stories.cluster.rank_candidates): the summed weight of the terms a
+    -- story was found under, then filed most recently (its last position in a bucket), then
+    -- its id; one number per story, so the sort needs no Lua comparator
+    local score, recent, order = {}, {}, {}
+    for j, bucket in ipairs(found) do
+      for pos, ref in ipairs(bucket) do
+        if not score[ref] then score[ref] = 0; recent[ref] = 0; order[#order + 1] = ref end
+        score[ref] = score[ref] + probes.w[j]
+        if pos > recent[ref] then recent[ref] = pos end
       end
     end
-    local byrank, ranked = {}, {}
-    for i, ref in ipairs(order) do
-      local k = -(math.floor(score[ref] + 0.5) * 1048576 + (1048575 - i))
-      byrank[k] = ref
-      ranked[i] = k
-    end
-    table.sort(ranked)
-    local fills = {}
-    for j = 1, #fill do fills[j] = string.char(math.min(fill[j], 255)) end
-    local cands, revs, res = {}, {}, {'cand', '', table.concat(fills)}
-    for _, k in ipairs(ranked) do
+    table.sort(order, function(a, b)
+      if score[a] ~= score[b] then return score[a] > score[b] end
+      if recent[a] ~= recent[b] then return recent[a] > recent[b] end
+      return a < b
+    end)
+    local cands, revs, res = {}, {}, {'cand', ''}
+    for _, ref in ipairs(order) do
       if #cands >= maxc then break end
-      local sid = sid_of(byrank[k])
+      local sid = sid_of(ref)
       local r = live_record(sid)
       if r then
         cands[#cands + 1] = sid
@@ -230,8 +230,8 @@ return {redis.call('GET', VER) or '0', out}
 COMMIT = (
     _PRELUDE
     + """
-local max_sources, bucket_size, index_keys = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local seen_ver, seed, n = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local max_sources, bucket_size = tonumber(ARGV[6]), tonumber(ARGV[7])
+local seen_ver, seed, n = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local clean = (redis.call('GET', VER) or '0') == seen_ver
 local dirty = false
 local FEEDS = tag .. ':story:feeds'
@@ -245,32 +245,11 @@ local function feed_id(feed)
   redis.call('EXPIRE', FEEDS, math.ceil(window + S) + 3660)
   return tonumber(id)
 end
-local function index(sid, bands, fills)
+local function index(sid, bands)
+  -- file the story under each of its terms (a bucket keeps its last bucket_size stories)
   local sh, fl = bands.sh, bands.fl
-  if #fl == 0 then return end
-  if not fills then
-    fills = {}
-    for i = 1, #fl do
-      local f = 0
-      for s = first, last do
-        f = f + math.floor(#(redis.call('HGET', bpre[s] .. sh[i], fl[i]) or '') / 6)
-      end
-      fills[i] = math.min(f, bucket_size)
-    end
-  end
-  local order = {}
-  for i = 1, #fl do order[i] = i end
-  table.sort(order, function(a, b)
-    if fills[a] ~= fills[b] then return fills[a] < fills[b] end
-    return a < b
-  end)
-  local chosen = {}
-  for j = 1, math.min(index_keys, #order) do
-    if fills[order[j]] < bucket_size then chosen[#chosen + 1] = order[j] end
-  end
-  if #chosen == 0 then for j = 1, math.min(2, #order) do chosen[#chosen + 1] = order[j] end end
   local ref = ref_of(sid)
-  for _, i in ipairs(chosen) do
+  for i = 1, #fl do
     local key, field = bpre[last] .. sh[i], fl[i]
     local v = redis.call('HGET', key, field) or ''
     local present = false
@@ -284,6 +263,14 @@ local function index(sid, bands, fills)
     end
   end
 end
+local DF = tag .. ':story:df:' .. last
+local function count(terms)
+  -- the item's terms (4 bytes each) into the current slice's document frequencies
+  if terms == '' then return end
+  for i = 1, #terms - 3, 4 do redis.call('HINCRBY', DF, string.sub(terms, i, i + 3), 1) end
+  redis.call('HINCRBY', DF, 'n', 1)
+  redis.call('EXPIRE', DF, slice_ttl())
+end
 local function map(sid, keys)
   local ref = ref_of(sid)
   for _, k in ipairs(keys) do
@@ -295,7 +282,7 @@ local function map(sid, keys)
     end
   end
 end
-local function join(sid, r, feed, fp, bands, keys, fills)
+local function join(sid, r, feed, fp, bands, keys)
   local k, off = story_loc(tag, sid)
   local count, id = rec_count(r), feed_id(feed)
   local listed = id == nil
@@ -311,13 +298,13 @@ local function join(sid, r, feed, fp, bands, keys, fills)
     redis.call('SETRANGE', k, off, fp)
     redis.call('SETRANGE', k, off + SK + 4, struct.pack('>I2', (rec_rev(r) + 1) % 65536))
     dirty = true
-    index(sid, bands, fills)
+    index(sid, bands)
   end
   map(sid, keys)
   r = story_read(tag, sid)
   return {'joined', sid, rec_started(r), sources_text(r)}
 end
-local function create(feed, fp, bands, fills, keys)
+local function create(feed, fp, bands, keys)
   local h = math.floor(now / 3600)
   local ckey = tag .. ':story:n:' .. h
   local ttl = math.ceil((h + 1) * 3600 + window - now) + 60
@@ -336,42 +323,40 @@ local function create(feed, fp, bands, fills, keys)
   end
   redis.call('SETRANGE', k, off, rec)
   dirty = true
-  index(sid, bands, fills)
+  index(sid, bands)
   map(sid, keys)
   return {'new', sid, t, id and (feed .. '\\t' .. t .. '\\n') or ''}
 end
-local pos, out = 12, {}
+local pos, out = 11, {}
 for _ = 1, n do
   local key, link, feed, action = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
   local sid, dg, fp = ARGV[pos + 4], ARGV[pos + 5], ARGV[pos + 6]
-  local replace = ARGV[pos + 7] == '1'
-  local bands, probes = band_list(ARGV[pos + 8]), band_list(ARGV[pos + 10])
-  local fills, cands = {}, {}
-  local fb, cb = ARGV[pos + 9], ARGV[pos + 11]
-  for j = 1, #fb do fills[j] = string.byte(fb, j) end
+  local bands, probes = band_list(ARGV[pos + 7]), band_list(ARGV[pos + 8])
+  local cands, cb, terms = {}, ARGV[pos + 9], ARGV[pos + 10]
   for j = 1, #cb - 11, 12 do cands[#cands + 1] = string.sub(cb, j, j + 11) end
-  pos = pos + 12
+  pos = pos + 11
   local known, kr = find(key)
   if known then
     out[#out + 1] = {'known', known, rec_started(kr), sources_text(kr)}
   else
     local linked, lr = find(link)
     local careful = dg ~= '' and not clean
-    if careful or #fills ~= #bands.fl then fills = nil end  -- then index() reads them
     if linked then
-      out[#out + 1] = join(linked, lr, feed, '', {sh = {}, fl = {}}, {key}, nil)
+      out[#out + 1] = join(linked, lr, feed, '', {sh = {}, fl = {}}, {key})
     elseif careful and (action == 'link'
         or dg ~= digest((buckets(probes, bucket_size)), revs_of(cands))) then
       out[#out + 1] = {'retry'}
     else
       local r = action == 'join' and live_record(sid)
       if r then
-        out[#out + 1] = join(sid, r, feed, replace and fp or '', bands, {key, link}, fills)
+        count(terms)
+        out[#out + 1] = join(sid, r, feed, fp, bands, {key, link})
       elseif action ~= 'new' and dg ~= '' then
         out[#out + 1] = {'retry'}
       else
         -- a new story; or, forced (no digest), the story to join or link vanished meanwhile
-        out[#out + 1] = create(feed, fp, bands, fills, {key, link})
+        count(terms)
+        out[#out + 1] = create(feed, fp, bands, {key, link})
       end
     end
   end

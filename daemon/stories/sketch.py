@@ -1,7 +1,9 @@
-"""Story fingerprints and their similarity: the mechanics behind ``daemon.stories.cluster``.
+"""Rewrite sketches: how much of one item's text another carries (``containment``).
 
-``daemon.stories.cluster`` re-exports the public names and its docstring explains the design, the
-measurements and the threshold. Here:
+One half of story similarity (``daemon.stories.cluster``): an outlet that runs a wire report
+cut, reordered or re-headlined still carries most of its words, and containment of content
+words tells such rewrites apart from other reports on the same topic better than any weighted
+cosine of a few key terms (``daemon.stories.profile``, the other half) can on long texts.
 
 - **Content words**: ``daemon.match.query.tokenize`` normalisation (NFKC, casefold, accents
   dropped), minus stop words (English, Ukrainian, Russian), one-letter words and anything with a
@@ -12,23 +14,27 @@ measurements and the threshold. Here:
 - **Specifics**: weekday names (English, Ukrainian, Russian) and numbers of two digits or more
   (thousands separators dropped; years 1900-2099 skipped: context, not facts). The first
   ``MAX_SPECIFICS`` are kept as 16-bit hashes; each weighs ``SPECIFIC_WEIGHT`` words.
+- **Containment** (``similarity``): the weighted share of the *smaller* item that the larger one
+  carries (not Jaccard: an outlet that keeps half of a wire story still carries all it kept);
+  a short item is compared with the larger item's lead, so that a summary matches its article
+  and not every long report on its topic.
 - **Sketch** (remembered per story, ``Fingerprint.pack()``, ``PACKED_SIZE`` = 148 bytes): a
   ``BLOOM_BITS``-bit Bloom filter with 2 bits per word and 2 more per lead word, the specifics,
-  the word count and the short flag.
-- **Keys**: one-permutation MinHash. The title's, the lead's and all words' ids are spread over
-  ``TITLE_BANDS``, ``LEAD_BANDS`` and ``WORD_BANDS`` bins by ``(id >> 32) % bins``; the smallest
-  ids of each bin, to ``BAND_DEPTH``, are the band keys (one row per band) a story may be indexed
-  under, and to ``PROBE_DEPTH`` the probe keys a new item looks up (as deep as the band keys:
-  looking deeper found no more rewrites at 20,000 stories in bench/story.py, and each probe
-  key costs the Redis index two reads per lookup). A key is the top
-  32 bits of a word id. Bin minima are consistent across items: a word that is among a
-  story's smallest in its bin is among the smallest of a shorter rewrite that kept it, too.
+  the word count and the short flag. A new item, whose words are known, is compared with a
+  remembered sketch through its Bloom filter; the expected false positives plus one standard
+  deviation are subtracted, so a tiny item cannot join a big story by luck (an identical item
+  scores >= 0.95 instead of 1.0).
+
+Measured on tests/data/stories/pairs.yaml (45 same-story, 45 different-story pairs of rewrites):
+at ``REWRITE`` (0.52), new item against stored sketch, both arrival orders, precision 0.966 and
+recall 0.944; MinHash Jaccard, MinHash containment and SimHash did worse (recall 0.07-0.71 at
+precision 0.95).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache, reduce
 from hashlib import blake2b
@@ -38,17 +44,14 @@ from struct import Struct
 
 from daemon.match.query.tokenize import index_text
 
+REWRITE = 0.52
+"""Containment at or above which one item is a rewrite of the other (``similarity``)."""
 BODY_WORDS = 200
 LEAD_WORDS = 45
 SHORT_WORDS = 30
 SPECIFIC_WEIGHT = 8
 MAX_SPECIFICS = 8
 BLOOM_BITS = 1024
-TITLE_BANDS = 1
-LEAD_BANDS = 2
-WORD_BANDS = 4
-BAND_DEPTH = (3, 6)  # (title and lead, words)
-PROBE_DEPTH = BAND_DEPTH
 FP_SIGMAS = 1.0  # Bloom false positives subtracted: the expected count plus this many sigmas
 SAMPLE = 40  # words checked before a candidate far below the floor is given up (``matcher``)
 SAMPLE_MARGIN = 0.2
@@ -60,7 +63,7 @@ _first = itemgetter(0)
 _HEADER = Struct(f"<{_BLOOM_BYTES}sHBB{MAX_SPECIFICS}H")
 PACKED_SIZE = _HEADER.size
 
-_STOP = frozenset(
+STOP_WORDS = frozenset(
     """
     about above after again against all also although am among an and another any are around as
     at back be because been before being below between both but by can could did do does doing
@@ -103,16 +106,14 @@ class Fingerprint:
 
     ``bloom``, ``specifics``, ``n_words`` and ``short`` are the sketch a story index remembers
     (``pack()``). The rest exists only on a fingerprint just computed (``fingerprint()``): the
-    band and probe keys, the sorted word ids of the words and of the lead, and their Bloom
-    bits (as a word, as a lead word). ``stored()`` and ``unpack()`` give the sketch alone.
+    sorted word ids of the words and of the lead, and their Bloom bits (as a word, as a lead
+    word). ``stored()`` and ``unpack()`` give the sketch alone.
     """
 
     bloom: bytes
     specifics: tuple[int, ...]
     n_words: int
     short: bool
-    bands: tuple[int, ...] = ()
-    probes: tuple[int, ...] = ()
     words: tuple[int, ...] = ()
     lead: tuple[int, ...] = ()
     masks: tuple[tuple[int, int], ...] = ()
@@ -125,7 +126,7 @@ class Fingerprint:
 
     def stored(self) -> Fingerprint:
         """The sketch alone: what a story index keeps."""
-        return replace(self, bands=(), probes=(), words=(), lead=(), masks=(), lead_masks=())
+        return replace(self, words=(), lead=(), masks=(), lead_masks=())
 
     def pack(self) -> bytes:
         """The sketch as ``PACKED_SIZE`` bytes (what a Redis index stores per story)."""
@@ -142,10 +143,8 @@ class Fingerprint:
 
 @lru_cache(maxsize=1 << 18)
 def _word(word: str) -> tuple[int, tuple[int, int]]:
-    """(64-bit id, (Bloom bits as a word, Bloom bits as a lead word)) of a normalised word.
-
-    The four Bloom positions are four 10-bit slices of the id's low 40 bits; keys use the top
-    32 bits."""
+    """(64-bit id, (Bloom bits as a word, Bloom bits as a lead word)) of a normalised word:
+    four 10-bit slices of the id's low 40 bits."""
     wid = int.from_bytes(blake2b(word.encode(), digest_size=8, key=_KEY).digest(), "little")
     whole = (1 << (wid & _MASK10)) | (1 << ((wid >> 10) & _MASK10))
     lead = (1 << ((wid >> 20) & _MASK10)) | (1 << ((wid >> 30) & _MASK10))
@@ -159,16 +158,16 @@ def _specific_id(number: str) -> int:
 
 def content_words(text: str) -> list[str]:
     """Normalised words of ``text`` in order, without stop words, digits or one-letter words."""
-    return [w for w in index_text(text).norm.split() if w not in _STOP and w.isalpha()]
+    return [w for w in index_text(text).norm.split() if w not in STOP_WORDS and w.isalpha()]
 
 
 def _text_words(text: str) -> tuple[list[str], list[str]]:
     """(distinct content words in order, the first LEAD_WORDS content words) of ``text``."""
     tokens = index_text(text).norm.split()
-    distinct = [w for w in dict.fromkeys(tokens) if w not in _STOP and w.isalpha()]
+    distinct = [w for w in dict.fromkeys(tokens) if w not in STOP_WORDS and w.isalpha()]
     lead: list[str] = []
     for w in tokens:
-        if w not in _STOP and w.isalpha():
+        if w not in STOP_WORDS and w.isalpha():
             lead.append(w)
             if len(lead) == LEAD_WORDS:
                 break
@@ -215,76 +214,16 @@ def fingerprint(title: str, text: str) -> Fingerprint:
     bits |= reduce(or_, map(itemgetter(1), lead_masks), 0)
     word_ids = tuple(map(itemgetter(0), words))
     lead_ids = tuple(map(itemgetter(0), lead))
-    heads = tuple(sorted(_word(w)[0] for w in dict.fromkeys(title_words)))
-    bands, probes = _keys(word_ids, lead_ids, heads)
     return Fingerprint(
         bloom=bits.to_bytes(_BLOOM_BYTES, "little"),
         specifics=tuple(_specific_id(n) for n in found[:MAX_SPECIFICS]),
         n_words=len(words),
         short=short,
-        bands=bands,
-        probes=probes,
         words=word_ids,
         lead=lead_ids,
         masks=masks,
         lead_masks=lead_masks,
     )
-
-
-def fingerprints(texts: Sequence[tuple[str, str]]) -> list[Fingerprint]:
-    """``fingerprint`` of each (title, text): one call for a worker process
-    (``daemon.poll.parse_pool.ParsePool.fingerprints``)."""
-    return [fingerprint(title, text) for title, text in texts]
-
-
-def _bin_minima(ids: Iterable[int], nbins: int, depth: int) -> list[list[int]]:
-    """One-permutation MinHash over ``ids`` (sorted): a word's bin is ``(id >> 32) % nbins``;
-    the ``depth`` smallest ids of each bin, bins in order."""
-    bins: list[list[int]] = [[] for _ in range(nbins)]
-    todo = nbins * depth
-    for w in ids:
-        kept = bins[(w >> 32) % nbins]
-        if len(kept) < depth:
-            kept.append(w)
-            todo -= 1
-            if not todo:
-                break
-    return bins
-
-
-def _keys(
-    words: tuple[int, ...], lead: tuple[int, ...], title: tuple[int, ...]
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(band keys, probe keys): the top 32 bits of the bin minima of the title, the lead and
-    the words, to the band depth and to the (deeper) probe depth. Rank 0 of every bin comes
-    first, then rank 1, and so on: a prefix of the keys is spread over all bins."""
-    ranked: list[list[int]] = []  # ranked[r]: the keys of rank r, bins in order
-    for ids, nbins, depth, probe_depth in (
-        (title, TITLE_BANDS, BAND_DEPTH[0], PROBE_DEPTH[0]),
-        (lead, LEAD_BANDS, BAND_DEPTH[0], PROBE_DEPTH[0]),
-        (words, WORD_BANDS, BAND_DEPTH[1], PROBE_DEPTH[1]),
-    ):
-        for kept in _bin_minima(ids, nbins, probe_depth):
-            for rank, w in enumerate(kept):
-                if rank == len(ranked):
-                    ranked.append([])
-                ranked[rank].append(w >> 32 if rank < depth else -1 - (w >> 32))
-    bands: dict[int, None] = {}
-    probes: dict[int, None] = {}
-    for row in ranked:
-        for k in row:
-            if k >= 0:
-                bands[k] = None
-            probes[k if k >= 0 else -1 - k] = None
-    return tuple(bands), tuple(probes)
-
-
-def band_keys(fp: Fingerprint) -> list[str]:
-    """The band keys of ``fp`` as short strings (8 hex digits; ``Fingerprint.bands`` as ints).
-
-    A story index keeps each new story under a few of these (``daemon.stories.cluster.StoryIndex``
-    takes those whose buckets are least used: specific words rather than common ones)."""
-    return [f"{k:08x}" for k in fp.bands]
 
 
 def similarity(a: Fingerprint, b: Fingerprint) -> float:

@@ -28,7 +28,7 @@ from daemon.publish.alerting import StoryStage
 from daemon.publish.silence import Silences
 from daemon.publish.stream import Publisher, story_alert_id
 from daemon.redis.keys import Keys
-from daemon.stories.cluster import fingerprint
+from daemon.stories.cluster import item_terms
 from daemon.stories.index import StoryStore
 from tests.support.clock import ManualClock
 from tests.support.feeds import Entry, rss
@@ -319,17 +319,17 @@ async def test_items_older_than_the_story_window_join_no_story(
         assert update.kind == "update" and update.extra["sources"] == ["b", "c"]
 
 
-def test_fingerprints_from_the_parse_workers_equal_inline_ones() -> None:
-    """``ParsePool.fingerprints`` (worker processes) gives what ``fingerprint`` gives: a
-    fingerprint does not depend on the process's string hashing."""
+def test_story_terms_from_the_parse_workers_equal_inline_ones() -> None:
+    """``ParsePool.story_terms`` (worker processes) gives what ``item_terms`` gives: terms and
+    sketches do not depend on the process's string hashing."""
     items = _items()
     texts = [(items[n]["title"], items[n]["text"]) for n in ("troops-wire", "merc-kyiv")]
     pool = ParsePool(1)
     try:
-        got = asyncio.run(pool.fingerprints(texts))
+        got = asyncio.run(pool.story_terms(texts))
     finally:
         pool.close()
-    assert got == [fingerprint(t, x) for t, x in texts]
+    assert got == [item_terms(t, x) for t, x in texts]
 
 
 THREE_RULES = """rules:

@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 from daemon.config.yamlfile import load_yaml, to_plain
 from daemon.errors import StoreError
 from daemon.redis.keys import Keys
-from daemon.stories.cluster import StoryIndex, fingerprint
+from daemon.stories.cluster import StoryIndex, item_terms
 from daemon.stories.index import Assigned, Plan, StoryEntry, StoryStore, item_key
 from daemon.stories.lua import COMMIT, LOOKUP
+from daemon.stories.profile import SAME_STORY
 from tests.support.redis_topologies import aclient
 
 PAIRS = Path(__file__).parent.parent / "data" / "stories" / "pairs.yaml"
@@ -33,7 +34,7 @@ def _items() -> dict[str, Any]:
 def entry(name: str, feed: str | None = None, url: str | None = None) -> StoryEntry:
     it = _items()[name]
     feed = feed or name
-    return StoryEntry(item_key(feed, name), fingerprint(it["title"], it["text"]), feed, url)
+    return StoryEntry(item_key(feed, name), item_terms(it["title"], it["text"]), feed, url)
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ async def test_rewrites_join_one_story_sources_first_seen_first(r: aioredis.Redi
     assert a[0].story_id == b[0].story_id == c[0].story_id
     assert c[0].sources == ("wire", "kyiv", "desk")
     assert c[0].first_seen == (T0, T0 + 60, T0 + 120)
-    assert c[0].similarity >= 0.52
+    assert c[0].similarity >= SAME_STORY
     assert c[0].sources_within(90, T0 + 120) == ("kyiv", "desk")
 
 
@@ -66,7 +67,7 @@ async def test_different_reports_stay_apart_and_match_the_memory_index(r: aiored
     store = StoryStore(r, KEYS)
     got = await store.assign_many([entry(n) for n in names], T0)
     index = StoryIndex(clock=lambda: T0)
-    want = [index.assign(e.key, e.fp, e.feed, T0) for e in map(entry, names)]
+    want = [index.assign(e.key, e.terms, e.feed, T0) for e in map(entry, names)]
 
     def partition(ids: list[str]) -> list[int]:
         first: dict[str, int] = {}
@@ -83,7 +84,7 @@ async def test_known_item_changes_nothing_and_link_joins(r: aioredis.Redis) -> N
     store = StoryStore(r, KEYS)
 
     async def one(e: StoryEntry, now: float) -> Assigned:
-        return await store.assign(e.key, e.fp, e.feed, now, url=e.url)
+        return await store.assign(e.key, e.terms, e.feed, now, url=e.url)
 
     first = await one(entry("merc-wire", "wire", "https://example.net/wire/merc?utm_source=x"), T0)
     again = await one(entry("merc-wire", "wire"), T0 + 5)
@@ -108,9 +109,9 @@ async def test_window_forgets_stories(r: aioredis.Redis) -> None:
     assert c[0].new_story and c[0].story_id not in (a[0].story_id, b[0].story_id)
 
 
-async def test_fuller_text_becomes_the_sketch(r: aioredis.Redis) -> None:
-    """A title-only item starts a story; the full report joins and represents it, so a
-    rewrite sharing little with the title still finds the story."""
+async def test_the_profile_accumulates(r: aioredis.Redis) -> None:
+    """A title-only item starts a story; the full report joins and its terms join the story's
+    profile (a new revision), so a rewrite sharing little with the title still finds it."""
     store = StoryStore(r, KEYS)
     title = await store.assign_many([entry("title-troops", "titles")], T0)
     full = await store.assign_many([entry("troops-wire", "wire")], T0 + 1)
@@ -180,10 +181,10 @@ async def test_one_process_concurrent_polls_share_one_assignment(r: aioredis.Red
     calls = 0
     lookup = store.lookup
 
-    async def counted(entries: Any, now: float) -> Any:
+    async def counted(entries: Any, now: float, vectors: Any = None) -> Any:
         nonlocal calls
         calls += 1
-        return await lookup(entries, now)
+        return await lookup(entries, now, vectors)
 
     store.lookup = counted  # type: ignore[method-assign]
     polls = [["troops-wire"], ["troops-rewrite", "merc-wire"], ["merc-kyiv", "troops-cut"]]
