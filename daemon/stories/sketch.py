@@ -161,9 +161,14 @@ def content_words(text: str) -> list[str]:
     return [w for w in index_text(text).norm.split() if w not in STOP_WORDS and w.isalpha()]
 
 
-def _text_words(text: str) -> tuple[list[str], list[str]]:
-    """(distinct content words in order, the first LEAD_WORDS content words) of ``text``."""
-    tokens = index_text(text).norm.split()
+def tokens(text: str) -> list[str]:
+    """The normalised words of ``text`` in order (stop words and all)."""
+    return index_text(text).norm.split()
+
+
+def _text_words(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(distinct content words in order, the first LEAD_WORDS content words) of a text's
+    ``tokens``."""
     distinct = [w for w in dict.fromkeys(tokens) if w not in STOP_WORDS and w.isalpha()]
     lead: list[str] = []
     for w in tokens:
@@ -199,10 +204,19 @@ def specifics(text: str, words: Iterable[str] = ()) -> list[str]:
     return list(out)
 
 
-def fingerprint(title: str, text: str) -> Fingerprint:
-    """The fingerprint of an item's title and plain text (``Item.title``, ``Item.summary``)."""
-    title_words = content_words(title)
-    distinct, first = _text_words(text)
+def fingerprint(
+    title: str,
+    text: str,
+    *,
+    title_words: list[str] | None = None,
+    text_tokens: list[str] | None = None,
+) -> Fingerprint:
+    """The fingerprint of an item's title and plain text (``Item.title``, ``Item.summary``);
+    ``title_words`` (``content_words(title)``) and ``text_tokens`` (``tokens(text)``) when
+    the caller has them already."""
+    if title_words is None:
+        title_words = content_words(title)
+    distinct, first = _text_words(tokens(text) if text_tokens is None else text_tokens)
     names = dict.fromkeys(title_words + distinct[:BODY_WORDS])
     words = sorted(map(_word, names), key=_first)
     short = len(words) < SHORT_WORDS

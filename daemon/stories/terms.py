@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import blake2b
 
-from daemon.stories.sketch import Fingerprint, content_words, fingerprint
+from daemon.stories.sketch import STOP_WORDS, Fingerprint, content_words, fingerprint, tokens
 
 __all__ = [
     "BODY_WORDS",
@@ -90,20 +90,27 @@ def term_id(term: str) -> int:
     return int.from_bytes(blake2b(term.encode(), digest_size=4, key=_KEY).digest(), "big")
 
 
+@lru_cache(maxsize=1 << 18)
+def _word_id(word: str) -> int:
+    return term_id(_stem(word))
+
+
 def item_terms(title: str, text: str) -> ItemTerms:
     """The terms of an item with this title and plain text (see the module docstring)."""
-    raw: dict[str, float] = {}
-    for word in content_words(text)[:BODY_WORDS]:
-        raw.setdefault(_stem(word), 1.0)
-    for word in content_words(title):
-        raw[_stem(word)] = TITLE_WEIGHT
-    for n in numbers(f"{title}\n{text}"):
-        raw["#" + n] = NUMBER_WEIGHT
-    ranked = sorted(raw.items(), key=lambda kv: (-kv[1], kv[0]))
+    text_tokens = tokens(text)
+    title_words = content_words(title)
+    body = [w for w in text_tokens if w not in STOP_WORDS and w.isalpha()][:BODY_WORDS]
+    groups = [
+        (TITLE_WEIGHT, [_word_id(w) for w in title_words]),
+        (NUMBER_WEIGHT, [term_id("#" + n) for n in numbers(f"{title}\n{text}")]),
+        (1.0, [_word_id(w) for w in body]),
+    ]
     ids: dict[int, float] = {}
-    for term, weight in ranked:
-        ids.setdefault(term_id(term), weight)  # two terms of one id: the heavier
-    return ItemTerms(tuple(ids), tuple(ids.values()), fingerprint(title, text))
+    for weight, found in sorted(groups, key=lambda g: -g[0]):  # a term counts once, heaviest
+        for t in found:
+            ids.setdefault(t, weight)
+    sketch = fingerprint(title, text, title_words=title_words, text_tokens=text_tokens)
+    return ItemTerms(tuple(ids), tuple(ids.values()), sketch)
 
 
 def items_terms(texts: Sequence[tuple[str, str]]) -> list[ItemTerms]:
